@@ -1,0 +1,155 @@
+//! Weft's channel layer: the durable, ordered log each broker writes to, with one
+//! independent cursor per trigger.
+//!
+//! A channel is not a queue library: it stores CloudEvents for brokers and hands them to
+//! trigger dispatchers, at least once. Everything backend-specific (offsets, consumer
+//! groups, leases, SQL) stays inside one module per backend; the rest of Weft sees only
+//! the [`Channel`] and [`Subscription`] traits below. Start with [`Channel`], then
+//! [`sqlite`], the embedded default.
+//!
+//! # Layout
+//! - [`Channel`], [`Subscription`], [`Delivery`]: the whole contract.
+//! - [`open`]: picks a backend from a URL (`sqlite://…`, `memory://`).
+//! - [`ack`]: cursor tracking when acknowledgements arrive out of order.
+//! - [`memory`]: an in-process backend for tests.
+//! - [`sqlite`]: the embedded default (feature `sqlite`).
+
+pub mod ack;
+mod error;
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use weft_config::{Event, ObjectKey};
+
+pub use error::ChannelError;
+
+/// A durable log per broker with a cursor per trigger.
+///
+/// Brokers and triggers are named by their [`ObjectKey`]. Implementations are shared
+/// (`Arc<dyn Channel>`) by the ingress and every dispatcher.
+#[async_trait]
+pub trait Channel: Send + Sync + 'static {
+    /// Creates the broker's log if it does not exist yet.
+    async fn ensure_log(&self, broker: &ObjectKey) -> Result<(), ChannelError>;
+
+    /// Deletes the broker's log, its events and all its subscriptions.
+    async fn delete_log(&self, broker: &ObjectKey) -> Result<(), ChannelError>;
+
+    /// The brokers that have a log, so that logs of brokers deleted while Weft was down
+    /// can be removed.
+    async fn logs(&self) -> Result<Vec<ObjectKey>, ChannelError>;
+
+    /// Appends events to the broker's log, in order. Returns only once they are durable:
+    /// after `Ok`, the events survive a crash of this process.
+    async fn append(&self, broker: &ObjectKey, events: Vec<Event>) -> Result<(), ChannelError>;
+
+    /// Opens the trigger's subscription. A trigger seen for the first time starts at the
+    /// end of the log (it receives events appended from now on); a known trigger resumes
+    /// after the last event it acknowledged in order.
+    async fn subscribe(
+        &self,
+        broker: &ObjectKey,
+        trigger: &ObjectKey,
+    ) -> Result<Box<dyn Subscription>, ChannelError>;
+
+    /// Forgets a trigger's cursor; a trigger re-created later starts at the end of the log.
+    async fn delete_subscription(
+        &self,
+        broker: &ObjectKey,
+        trigger: &ObjectKey,
+    ) -> Result<(), ChannelError>;
+
+    /// The triggers that have a cursor on the broker's log.
+    async fn subscriptions(&self, broker: &ObjectKey) -> Result<Vec<ObjectKey>, ChannelError>;
+
+    /// How many events the trigger has not yet acknowledged in order (its backlog).
+    async fn backlog(&self, broker: &ObjectKey, trigger: &ObjectKey)
+    -> Result<u64, ChannelError>;
+
+    /// Keeps an event that could be neither delivered nor dead-lettered, so that it is
+    /// never silently dropped; an operator can inspect parked events.
+    async fn park(
+        &self,
+        broker: &ObjectKey,
+        trigger: &ObjectKey,
+        event: &Event,
+        reason: &str,
+    ) -> Result<(), ChannelError>;
+}
+
+/// One trigger's view of its broker's log.
+#[async_trait]
+pub trait Subscription: Send {
+    /// Waits until events are available and returns between 1 and `max` of them, in log
+    /// order. Events are handed out once per subscription; one that is never acknowledged
+    /// is delivered again when the trigger is subscribed again (after a restart).
+    async fn next(&mut self, max: usize) -> Result<Vec<Delivery>, ChannelError>;
+}
+
+/// An event handed to a dispatcher, with the handle that acknowledges it.
+pub struct Delivery {
+    /// The stored event.
+    pub event: Event,
+    /// Acknowledges the event once its final outcome is known.
+    pub ack: AckHandle,
+}
+
+/// Acknowledges one delivered event. Dropping the handle without calling
+/// [`AckHandle::ack`] leaves the event unacknowledged: it will be delivered again.
+pub struct AckHandle(Box<dyn FnOnce() + Send + Sync>);
+
+impl AckHandle {
+    /// Wraps the backend's acknowledgement.
+    pub fn new(f: impl FnOnce() + Send + Sync + 'static) -> Self {
+        AckHandle(Box::new(f))
+    }
+
+    /// Marks the event as done: delivered, dead-lettered, parked or filtered out.
+    pub fn ack(self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for AckHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AckHandle")
+    }
+}
+
+/// Options every backend understands.
+#[derive(Clone, Debug)]
+pub struct ChannelOptions {
+    /// The most events one group commit writes.
+    pub max_batch: usize,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions { max_batch: 1024 }
+    }
+}
+
+/// Opens the channel a URL names: `sqlite://PATH` (a file, created if missing) or
+/// `memory://`.
+pub async fn open(url: &str, options: ChannelOptions) -> Result<Arc<dyn Channel>, ChannelError> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
+    match scheme {
+        "memory" => Ok(Arc::new(memory::MemoryChannel::new())),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(sqlite::SqliteChannel::open(url, options).await?)),
+        _ => Err(ChannelError::UnsupportedUrl { url: url.into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn traits_are_object_safe() {
+        fn _channel(_: &dyn super::Channel) {}
+        fn _subscription(_: &dyn super::Subscription) {}
+    }
+}

@@ -1,0 +1,319 @@
+//! The CloudEvents HTTP protocol binding: reading and writing events in binary, structured
+//! and batched content modes.
+//!
+//! Mode detection follows the binding: a `Content-Type` starting with
+//! `application/cloudevents-batch` is batched, `application/cloudevents` is structured, and
+//! anything else is binary (attributes in `ce-` headers, percent-encoded UTF-8).
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+use super::json::{self, is_json_content_type};
+use super::{Event, EventError};
+
+/// The media type of a structured-mode JSON event.
+pub const STRUCTURED_JSON: &str = "application/cloudevents+json";
+/// The media type of a batch of JSON events.
+pub const BATCH_JSON: &str = "application/cloudevents-batch+json";
+
+/// The content mode a request used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Attributes in `ce-` headers, data as the body.
+    Binary,
+    /// One event as a JSON document.
+    Structured,
+    /// A JSON array of events.
+    Batched,
+}
+
+/// Which mode a `Content-Type` selects.
+pub fn mode(headers: &HeaderMap) -> Mode {
+    let ct = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let lower = ct.trim_start().to_ascii_lowercase();
+    if lower.starts_with("application/cloudevents-batch") {
+        Mode::Batched
+    } else if lower.starts_with("application/cloudevents") {
+        Mode::Structured
+    } else {
+        Mode::Binary
+    }
+}
+
+/// Reads the events of one HTTP message: one for binary and structured mode, any number
+/// for batched mode.
+pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, EventError> {
+    match mode(headers) {
+        Mode::Binary => Ok(vec![decode_binary(headers, body)?]),
+        Mode::Structured => {
+            require_json(headers)?;
+            Ok(vec![json::parse_event(&body)?])
+        }
+        Mode::Batched => {
+            require_json(headers)?;
+            json::parse_batch(&body)
+        }
+    }
+}
+
+/// Reads a reply: like [`decode`], but a batch is not a valid reply.
+pub fn decode_one(headers: &HeaderMap, body: Bytes) -> Result<Event, EventError> {
+    match mode(headers) {
+        Mode::Batched => Err(EventError::UnsupportedFormat {
+            content_type: BATCH_JSON.into(),
+        }),
+        _ => decode(headers, body).map(|mut v| v.remove(0)),
+    }
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), EventError> {
+    let ct = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if is_json_content_type(ct) {
+        Ok(())
+    } else {
+        Err(EventError::UnsupportedFormat {
+            content_type: ct.into(),
+        })
+    }
+}
+
+fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, EventError> {
+    let header = |name: &'static str| -> Result<Option<String>, EventError> {
+        headers
+            .get(name)
+            .map(|v| percent_decode(name, v.as_bytes()))
+            .transpose()
+    };
+    let required = |name: &'static str, attr: &'static str| -> Result<String, EventError> {
+        header(name)?.ok_or(EventError::MissingAttribute { name: attr })
+    };
+    let specversion = required("ce-specversion", "specversion")?;
+    let mut event = Event::new(
+        required("ce-id", "id")?,
+        required("ce-source", "source")?,
+        required("ce-type", "type")?,
+    )?;
+    event.set_attribute_str("specversion", specversion)?;
+    for (name, value) in headers {
+        let Some(attr) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        if matches!(attr, "id" | "source" | "type" | "specversion") {
+            continue;
+        }
+        let value = percent_decode(name.as_str(), value.as_bytes())?;
+        event.set_attribute_str(attr, value)?;
+    }
+    if let Some(ct) = headers.get(CONTENT_TYPE) {
+        let ct = ct.to_str().map_err(|_| EventError::InvalidHeader {
+            name: "content-type".into(),
+        })?;
+        event.set_datacontenttype(Some(ct.to_owned()))?;
+    }
+    if !body.is_empty() {
+        event.set_data(Some(body));
+    }
+    Ok(event)
+}
+
+/// Writes an event in binary mode: attributes into `headers`, and returns the body.
+pub fn encode_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
+    let mut put = |name: HeaderName, value: &str| {
+        headers.insert(name, percent_encode(value));
+    };
+    put(
+        HeaderName::from_static("ce-specversion"),
+        event.specversion().as_str(),
+    );
+    put(HeaderName::from_static("ce-id"), event.id());
+    put(HeaderName::from_static("ce-source"), event.source());
+    put(HeaderName::from_static("ce-type"), event.ty());
+    if let Some(v) = event.dataschema() {
+        put(HeaderName::from_static("ce-dataschema"), v);
+    }
+    if let Some(v) = event.subject() {
+        put(HeaderName::from_static("ce-subject"), v);
+    }
+    if let Some(v) = event.time() {
+        put(HeaderName::from_static("ce-time"), v);
+    }
+    for (name, value) in event.extensions() {
+        // Extension names are [a-z0-9]+ (checked on the way in), always a valid header name.
+        let header = HeaderName::try_from(format!("ce-{name}")).expect("valid header name");
+        put(header, &value.as_str());
+    }
+    if let Some(ct) = event.datacontenttype() {
+        put(CONTENT_TYPE, ct);
+    }
+    event.data().cloned().unwrap_or_default()
+}
+
+/// Writes an event in structured mode; the `Content-Type` is [`STRUCTURED_JSON`].
+pub fn encode_structured(event: &Event) -> Bytes {
+    let mut out = BytesMut::with_capacity(256 + event.data().map_or(0, |d| d.len()));
+    json::write_event(event, &mut out);
+    out.freeze()
+}
+
+/// Percent-encodes a header value as the binding requires: space, `"`, `%` and anything
+/// outside printable ASCII.
+fn percent_encode(value: &str) -> HeaderValue {
+    let needs = |b: u8| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b'%';
+    if !value.bytes().any(needs) {
+        // Printable ASCII is always a valid header value.
+        return HeaderValue::from_str(value).expect("printable ascii");
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for b in value.bytes() {
+        if needs(b) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    HeaderValue::from_str(&out).expect("percent-encoded ascii")
+}
+
+fn percent_decode(name: &str, raw: &[u8]) -> Result<String, EventError> {
+    let invalid = || EventError::InvalidHeader { name: name.into() };
+    if !raw.contains(&b'%') {
+        return String::from_utf8(raw.to_vec()).map_err(|_| invalid());
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3).ok_or_else(invalid)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| invalid())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| invalid())?);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::AttributeValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                HeaderName::try_from(*k).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn binary_mode_reads_headers_and_body() {
+        let h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "42"),
+            ("ce-source", "/src"),
+            ("ce-type", "com.example"),
+            ("ce-subject", "caf%C3%A9%20au%20lait"),
+            ("ce-priority", "3"),
+            ("content-type", "text/plain"),
+        ]);
+        let events = decode(&h, Bytes::from_static(b"hi")).unwrap();
+        let e = &events[0];
+        assert_eq!((e.id(), e.source(), e.ty()), ("42", "/src", "com.example"));
+        assert_eq!(e.subject(), Some("café au lait"));
+        assert_eq!(
+            e.extension("priority"),
+            Some(&AttributeValue::String("3".into()))
+        );
+        assert_eq!(e.datacontenttype(), Some("text/plain"));
+        assert_eq!(e.data().unwrap().as_ref(), b"hi");
+    }
+
+    #[test]
+    fn binary_mode_requires_each_attribute() {
+        let full = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+        ];
+        for skip in 0..full.len() {
+            let pairs: Vec<_> = full
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, p)| *p)
+                .collect();
+            let err = decode(&headers(&pairs), Bytes::new()).unwrap_err();
+            assert!(matches!(err, EventError::MissingAttribute { .. }), "{err}");
+        }
+        let bad = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("ce-x", "%FF"),
+        ]);
+        assert!(matches!(
+            decode(&bad, Bytes::new()),
+            Err(EventError::InvalidHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn binary_round_trip_keeps_attributes_and_data() {
+        let mut e = Event::new("1", "/s", "t").unwrap();
+        e.set_subject(Some("a \"quoted\" 100% ünïcode".into()))
+            .unwrap();
+        e.set_extension("n", AttributeValue::Integer(7)).unwrap();
+        e.set_datacontenttype(Some("application/json".into()))
+            .unwrap();
+        e.set_data(Some(Bytes::from_static(b"{}")));
+        let mut h = HeaderMap::new();
+        let body = encode_binary(&e, &mut h);
+        let back = decode(&h, body).unwrap().remove(0);
+        assert_eq!(back.subject(), e.subject());
+        assert_eq!(back.data(), e.data());
+        assert_eq!(
+            back.extension("n"),
+            Some(&AttributeValue::String("7".into()))
+        );
+    }
+
+    #[test]
+    fn modes_are_detected_from_content_type() {
+        assert_eq!(
+            mode(&headers(&[("content-type", "application/json")])),
+            Mode::Binary
+        );
+        assert_eq!(
+            mode(&headers(&[(
+                "content-type",
+                "application/cloudevents+json; charset=utf-8"
+            )])),
+            Mode::Structured
+        );
+        assert_eq!(
+            mode(&headers(&[("content-type", BATCH_JSON)])),
+            Mode::Batched
+        );
+        assert!(matches!(
+            decode(
+                &headers(&[("content-type", "application/cloudevents+xml")]),
+                Bytes::new()
+            ),
+            Err(EventError::UnsupportedFormat { .. })
+        ));
+    }
+}

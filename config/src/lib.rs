@@ -1,0 +1,19 @@
+//! Weft's types at the bottom of the stack: Knative manifests (Broker, Trigger, DeliverySpec,
+//! filters) with YAML loading and validation, and the CloudEvent model every other crate
+//! shares.
+//!
+//! This crate does no I/O beyond reading manifest files, and holds no runtime logic. Start
+//! with [`model`], the validated values the data plane consumes.
+//!
+//! # Layout
+//! - [`event`]: the CloudEvent type, its HTTP binding and its storage codec.
+//! - [`model`]: validated Broker/Trigger/DeliverySpec values.
+
+pub mod event;
+pub mod model;
+
+pub use event::{AttributeValue, Event, EventError};
+pub use model::{
+    BackoffPolicy, BrokerConfig, DeliveryConfig, DeliveryOrder, EventFormat, ObjectKey,
+    SubscriptionsFilter, TriggerConfig,
+};

@@ -1,0 +1,170 @@
+//! The validated runtime form of the manifests: what the data plane consumes.
+//!
+//! Manifests are parsed into the serde types of [`crate::manifest`], checked, and turned into
+//! these values. Everything here is already valid: durations are parsed, URLs are absolute,
+//! defaults are filled in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use url::Url;
+
+/// The identity of a namespaced object: `namespace/name`. A trigger's cursor belongs to this
+/// identity, not to the trigger's content, so editing a trigger keeps its place in the log.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// The namespace (`default` when a manifest gives none).
+    pub namespace: String,
+    /// The object's name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// Builds a key.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// How the wait before retry n (n = 1, 2, …) grows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackoffPolicy {
+    /// `backoffDelay × 2^(n-1)`.
+    #[default]
+    Exponential,
+    /// `backoffDelay × n`.
+    Linear,
+}
+
+/// The content mode used to deliver events to a sink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EventFormat {
+    /// Attributes in `ce-` headers (the default).
+    #[default]
+    Binary,
+    /// Structured JSON (`delivery.format: json`).
+    Json,
+}
+
+/// A validated `DeliverySpec`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// Retries after the first attempt (`retry`); total attempts are `1 + retry`.
+    pub retry: u32,
+    /// `backoffPolicy`, exponential when unset.
+    pub backoff_policy: BackoffPolicy,
+    /// `backoffDelay`; when unset Weft waits 200 ms (Knative's channel default).
+    pub backoff_delay: Duration,
+    /// `backoffMax`: no single wait exceeds it.
+    pub backoff_max: Option<Duration>,
+    /// `timeout`: the limit for each attempt.
+    pub timeout: Option<Duration>,
+    /// `retryAfterMax`: `Retry-After` on 429/503 is honoured up to this; `None` or zero
+    /// ignores `Retry-After`.
+    pub retry_after_max: Option<Duration>,
+    /// `deadLetterSink`, resolved to a URL.
+    pub dead_letter_sink: Option<Url>,
+    /// `format`: binary unless `json`.
+    pub format: EventFormat,
+}
+
+impl Default for DeliveryConfig {
+    /// No retries, no dead-letter sink: Knative's behaviour when neither the Trigger nor the
+    /// Broker sets `delivery`.
+    fn default() -> Self {
+        DeliveryConfig {
+            retry: 0,
+            backoff_policy: BackoffPolicy::Exponential,
+            backoff_delay: Duration::from_millis(200),
+            backoff_max: None,
+            timeout: None,
+            retry_after_max: None,
+            dead_letter_sink: None,
+            format: EventFormat::Binary,
+        }
+    }
+}
+
+/// A validated Broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// `namespace/name`.
+    pub key: ObjectKey,
+    /// `metadata.generation` when the manifest gives one.
+    pub generation: Option<i64>,
+    /// The `eventing.knative.dev/broker.class` annotation, if any.
+    pub class: Option<String>,
+    /// `spec.delivery`, the default for its triggers.
+    pub delivery: Option<DeliveryConfig>,
+}
+
+/// Delivery order for a trigger (`weft.dev/delivery-order` or
+/// `kafka.eventing.knative.dev/delivery.order`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeliveryOrder {
+    /// Many events in flight, no order (the default).
+    #[default]
+    Unordered,
+    /// One event in flight per `partitionkey`; strict order within a key.
+    Ordered,
+}
+
+/// One entry of `spec.filters` (the Subscriptions API dialects).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubscriptionsFilter {
+    /// Every attribute equals its value.
+    Exact(BTreeMap<String, String>),
+    /// Every attribute starts with its value.
+    Prefix(BTreeMap<String, String>),
+    /// Every attribute ends with its value.
+    Suffix(BTreeMap<String, String>),
+    /// Every child matches.
+    All(Vec<SubscriptionsFilter>),
+    /// At least one child matches.
+    Any(Vec<SubscriptionsFilter>),
+    /// The child does not match.
+    Not(Box<SubscriptionsFilter>),
+    /// A CloudEvents SQL expression (its source text).
+    Cesql(String),
+}
+
+/// A validated Trigger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggerConfig {
+    /// `namespace/name`.
+    pub key: ObjectKey,
+    /// `metadata.generation` when the manifest gives one.
+    pub generation: Option<i64>,
+    /// `spec.broker`: a broker in the same namespace.
+    pub broker: String,
+    /// `spec.filter.attributes`: exact matches, `""` meaning "present with any value".
+    pub filter_attributes: BTreeMap<String, String>,
+    /// `spec.filters`; when non-empty it overrides `filter_attributes`.
+    pub filters: Vec<SubscriptionsFilter>,
+    /// `spec.subscriber`, resolved to a URL.
+    pub subscriber: Url,
+    /// `spec.delivery`; when set it replaces the broker's delivery as a whole.
+    pub delivery: Option<DeliveryConfig>,
+    /// Delivery order from the annotations.
+    pub order: DeliveryOrder,
+    /// `weft.dev/max-in-flight`: the most events delivered at once; `None` takes the
+    /// process default.
+    pub max_in_flight: Option<usize>,
+}
+
+impl TriggerConfig {
+    /// The key of the broker this trigger subscribes to.
+    pub fn broker_key(&self) -> ObjectKey {
+        ObjectKey::new(self.key.namespace.clone(), self.broker.clone())
+    }
+}
