@@ -7,12 +7,15 @@
 //!
 //! # Layout
 //! - [`event`]: the CloudEvent type, its HTTP binding and its storage codec.
+//! - [`manifest`]: Knative Broker/Trigger manifests: serde types, YAML loading, validation.
 //! - [`model`]: validated Broker/Trigger/DeliverySpec values.
 
 pub mod event;
+pub mod manifest;
 pub mod model;
 
 pub use event::{AttributeValue, Event, EventError};
+pub use manifest::{Loaded, Location, Manifests, Problem, load_path, load_str};
 pub use model::{
     BackoffPolicy, BrokerConfig, DeliveryConfig, DeliveryOrder, EventFormat, ObjectKey,
     SubscriptionsFilter, TriggerConfig,

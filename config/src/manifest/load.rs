@@ -1,0 +1,339 @@
+//! Loading manifests from a file or a folder: reading, splitting into YAML documents, picking
+//! out Brokers and Triggers, and validating each one.
+//!
+//! Loading never fails as a whole. Each object is loaded on its own, and an invalid one comes
+//! back with its problems (so the runtime can show it as not ready, with the reason) instead of
+//! stopping the others. What cannot be tied to a Broker or Trigger (an unreadable file, a YAML
+//! syntax error, a document without kind or name, another kind of object) is listed in
+//! [`Manifests::problems`].
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::manifest::documents::{self, Document};
+use crate::manifest::problem::{FieldError, Location, Problem};
+use crate::manifest::types::{Broker, DEFAULT_NAMESPACE, EVENTING_API_VERSION, Trigger};
+use crate::model::{BrokerConfig, ObjectKey, TriggerConfig};
+
+/// Everything found under a manifest path.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Manifests {
+    /// Every Broker, valid or not, in file and document order.
+    pub brokers: Vec<Loaded<BrokerConfig>>,
+    /// Every Trigger, valid or not, in file and document order.
+    pub triggers: Vec<Loaded<TriggerConfig>>,
+    /// Problems not tied to a loaded object: unreadable files, YAML syntax errors, documents
+    /// without kind or name, ignored kinds, duplicates.
+    pub problems: Vec<Problem>,
+}
+
+impl Manifests {
+    /// Every problem: those in [`Manifests::problems`], then those of invalid objects.
+    pub fn all_problems(&self) -> impl Iterator<Item = &Problem> {
+        let invalid_brokers = self.brokers.iter().flat_map(Loaded::problems);
+        let invalid_triggers = self.triggers.iter().flat_map(Loaded::problems);
+        self.problems
+            .iter()
+            .chain(invalid_brokers)
+            .chain(invalid_triggers)
+    }
+}
+
+/// One Broker or Trigger read from the manifests, valid or not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loaded<T> {
+    /// The object's `namespace/name`, readable even when the object is invalid.
+    pub key: ObjectKey,
+    /// Where it was read from.
+    pub source: Location,
+    /// The validated object, or why it is invalid.
+    pub config: Result<T, Vec<Problem>>,
+}
+
+impl<T> Loaded<T> {
+    /// The object's problems; empty when it is valid.
+    pub fn problems(&self) -> &[Problem] {
+        self.config.as_ref().err().map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Loads every Broker and Trigger under `path`: a single file (whatever its name), or a folder
+/// searched recursively for `.yaml` and `.yml` files, in path order. Hidden files and folders
+/// and editor leftovers (`*~`, `.#*`, `*.swp`) are skipped. Never fails as a whole: what cannot
+/// be loaded is reported in the result.
+pub fn load_path(path: &Path) -> Manifests {
+    let mut loader = Loader::default();
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let mut files = Vec::new();
+            let mut visited = HashSet::new();
+            collect_files(
+                path,
+                &mut files,
+                &mut visited,
+                &mut loader.manifests.problems,
+            );
+            files.sort();
+            for file in files {
+                loader.add_file(&file);
+            }
+        }
+        Ok(_) => loader.add_file(path),
+        Err(error) => loader.manifests.problems.push(Problem::new(
+            &whole_file(path),
+            format!("cannot be read: {}", io_message(&error)),
+        )),
+    }
+    loader.manifests
+}
+
+/// Loads the manifests in `text` as if read from `file` (which is only used in problems).
+pub fn load_str(text: &str, file: &Path) -> Manifests {
+    let mut loader = Loader::default();
+    loader.add_text(text, file);
+    loader.manifests
+}
+
+fn whole_file(file: &Path) -> Location {
+    Location {
+        file: file.to_path_buf(),
+        document: 0,
+    }
+}
+
+/// An I/O error as a lowercase phrase.
+fn io_message(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => "it does not exist".to_owned(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        io::ErrorKind::InvalidData => "it is not UTF-8 text".to_owned(),
+        _ => {
+            let text = error.to_string();
+            let mut chars = text.chars();
+            chars.next().map_or(text.clone(), |first| {
+                first.to_lowercase().chain(chars).collect()
+            })
+        }
+    }
+}
+
+/// Whether a folder entry is hidden or an editor's temporary file.
+fn is_skipped_name(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with('#') || name.ends_with('~') || name.ends_with(".swp")
+}
+
+fn is_manifest_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.ends_with(".yaml") || name.ends_with(".yml")
+}
+
+/// Adds the manifest files under `dir` to `files`. Symbolic links are followed (a mounted
+/// Kubernetes ConfigMap is made of them); `visited` stops a link from looping back.
+fn collect_files(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    visited: &mut HashSet<PathBuf>,
+    problems: &mut Vec<Problem>,
+) {
+    if let Ok(canonical) = fs::canonicalize(dir)
+        && !visited.insert(canonical)
+    {
+        return;
+    }
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            let message = format!("cannot be read: {}", io_message(&error));
+            problems.push(Problem::new(&whole_file(dir), message));
+            return;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                let message = format!("cannot be listed: {}", io_message(&error));
+                problems.push(Problem::new(&whole_file(dir), message));
+                continue;
+            }
+        };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_skipped_name(&name) {
+            continue;
+        }
+        let path = entry.path();
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => collect_files(&path, files, visited, problems),
+            Ok(_) if is_manifest_name(&name) => files.push(path),
+            Ok(_) => {}
+            Err(error) if is_manifest_name(&name) => {
+                let message = format!("cannot be read: {}", io_message(&error));
+                problems.push(Problem::new(&whole_file(&path), message));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Accumulates what the files hold, remembering each object's first appearance.
+#[derive(Default)]
+struct Loader {
+    manifests: Manifests,
+    seen: HashMap<(&'static str, ObjectKey), Location>,
+}
+
+impl Loader {
+    fn add_file(&mut self, file: &Path) {
+        match fs::read_to_string(file) {
+            Ok(text) => self.add_text(&text, file),
+            Err(error) => self.manifests.problems.push(Problem::new(
+                &whole_file(file),
+                format!("cannot be read: {}", io_message(&error)),
+            )),
+        }
+    }
+
+    fn add_text(&mut self, text: &str, file: &Path) {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        for document in documents::split(text) {
+            let source = Location {
+                file: file.to_path_buf(),
+                document: document.number,
+            };
+            match parse_yaml(&document) {
+                Ok(Some(value)) => self.add_value(&source, value),
+                Ok(None) => {}
+                Err(message) => self.manifests.problems.push(Problem::new(&source, message)),
+            }
+        }
+    }
+
+    fn add_value(&mut self, source: &Location, value: Value) {
+        let Value::Object(object) = &value else {
+            let message = "is not a Kubernetes object; expected a mapping with apiVersion, \
+                           kind and metadata";
+            self.manifests.problems.push(Problem::new(source, message));
+            return;
+        };
+        let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or("").to_owned();
+        let api_version = text(object.get("apiVersion"));
+        let kind = text(object.get("kind"));
+        let metadata = object.get("metadata");
+        let name = text(metadata.and_then(|m| m.get("name")));
+        let namespace = match text(metadata.and_then(|m| m.get("namespace"))) {
+            namespace if namespace.is_empty() => DEFAULT_NAMESPACE.to_owned(),
+            namespace => namespace,
+        };
+        if kind.is_empty() {
+            let message = "is missing; every manifest needs apiVersion, kind and metadata.name";
+            let problem = Problem::new(source, message).with_field("kind");
+            self.manifests.problems.push(problem);
+            return;
+        }
+        if api_version == "v1" && kind == "List" {
+            let items = object.get("items").and_then(Value::as_array);
+            for item in items.cloned().unwrap_or_default() {
+                self.add_value(source, item);
+            }
+            return;
+        }
+        let label = match name.as_str() {
+            "" => kind.clone(),
+            name => format!("{kind} {namespace}/{name}"),
+        };
+        let kind: &'static str = match (api_version.as_str(), kind.as_str()) {
+            (EVENTING_API_VERSION, "Broker") => "Broker",
+            (EVENTING_API_VERSION, "Trigger") => "Trigger",
+            (_, "Broker" | "Trigger") => {
+                let message = format!(
+                    "{api_version:?} is not read, so this object is ignored; \
+                     use {EVENTING_API_VERSION}"
+                );
+                let problem = Problem::new(source, message)
+                    .with_object(label)
+                    .with_field("apiVersion");
+                self.manifests.problems.push(problem);
+                return;
+            }
+            _ => {
+                let message = format!(
+                    "is ignored; weft reads only {EVENTING_API_VERSION} Broker and Trigger \
+                     objects, not {}",
+                    format!("{api_version} {kind}").trim_start()
+                );
+                let problem = Problem::new(source, message).with_object(label);
+                self.manifests.problems.push(problem);
+                return;
+            }
+        };
+        if name.is_empty() {
+            let message = format!("is missing; every {kind} needs a name");
+            let problem = Problem::new(source, message)
+                .with_object(label)
+                .with_field("metadata.name");
+            self.manifests.problems.push(problem);
+            return;
+        }
+        let key = ObjectKey::new(namespace, name);
+        if let Some(first) = self.seen.get(&(kind, key.clone())) {
+            let message = format!("duplicates the {kind} in {first}, which is used instead");
+            let problem = Problem::new(source, message).with_object(label);
+            self.manifests.problems.push(problem);
+            return;
+        }
+        self.seen.insert((kind, key.clone()), source.clone());
+        let place = |errors: Vec<FieldError>| -> Vec<Problem> {
+            errors
+                .into_iter()
+                .map(|error| Problem::from_field_error(source, &label, error))
+                .collect()
+        };
+        if kind == "Broker" {
+            let config = typed::<Broker>(value).and_then(|broker| broker.validate());
+            self.manifests.brokers.push(Loaded {
+                key,
+                source: source.clone(),
+                config: config.map_err(place),
+            });
+        } else {
+            let config = typed::<Trigger>(value).and_then(|trigger| trigger.validate());
+            self.manifests.triggers.push(Loaded {
+                key,
+                source: source.clone(),
+                config: config.map_err(place),
+            });
+        }
+    }
+}
+
+/// Parses one document into a JSON value, as Kubernetes does; `None` for an empty document.
+fn parse_yaml(document: &Document<'_>) -> Result<Option<Value>, String> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_str_with_options(document.text, options).map_err(|error| {
+        let render = serde_saphyr::render_options! {
+            formatter: &serde_saphyr::UserMessageFormatter,
+            snippets: serde_saphyr::SnippetMode::Off,
+            line_offset: document.line_offset as u64,
+        };
+        format!("is not valid YAML: {}", error.render_with_options(render))
+    })
+}
+
+/// Reads a typed object from a value, naming the field that does not fit.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Vec<FieldError>> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let field = match error.path().to_string() {
+            root if root == "." => String::new(),
+            path => path,
+        };
+        vec![FieldError::new(field, error.into_inner().to_string())]
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,25 @@
+//! Knative manifests: the serde types of `eventing.knative.dev/v1` Broker and Trigger, loading
+//! them from YAML files, and validating them into the values of [`crate::model`].
+//!
+//! Start with [`load_path`], which reads a file or folder and returns [`Manifests`]: every
+//! Broker and Trigger found, each either valid or with its [`Problem`]s.
+//!
+//! # Layout
+//! - [`types`]: the manifest types, field for field as Knative spells them.
+//! - [`validate`]: pure checks that turn them into [`crate::model`] values.
+//! - [`load`]: reading files and folders of multi-document YAML.
+//! - [`problem`]: what is wrong, and where.
+
+mod documents;
+pub mod load;
+pub mod problem;
+pub mod types;
+pub mod validate;
+
+pub use load::{Loaded, Manifests, load_path, load_str};
+pub use problem::{FieldError, Location, Problem};
+pub use types::{
+    Broker, BrokerSpec, DeliverySpec, Destination, KReference, ObjectMeta, SubscriptionsAPIFilter,
+    Trigger, TriggerFilter, TriggerSpec,
+};
+pub use validate::parse_duration;
