@@ -1,1 +1,41 @@
-//! weft-e2e
+//! weft-e2e: the harness for end-to-end tests that drive the real `weft` binary the way a
+//! user does — manifests in a folder, events over HTTP, a sink that records what arrives,
+//! `kill -9` and restart on the same data directory.
+//!
+//! It is not a place for unit tests of the crates: those live next to their code. Anything
+//! here treats `weft` as a black box and checks only what a user could observe (status
+//! codes, the events a sink received, what `weft get` prints).
+//!
+//! Start reading at [`Weft`] (the process under test) and [`Sink`] (the subscriber);
+//! `tests/delivery.rs` shows them used together.
+//!
+//! # Layout
+//! - [`weft`]: [`Weft`], the `weft up` process: temp manifests and data dirs, start, `kill -9`,
+//!   restart, the admin API and the CLI.
+//! - [`sink`]: [`Sink`], an HTTP server on `127.0.0.1:0` that records every request and
+//!   answers from a script; async waiters for what it received.
+//! - [`manifest`]: builders for Broker and Trigger YAML ([`broker`], [`trigger`], [`Delivery`]).
+//! - [`producer`]: [`Producer`], which POSTs events in each content mode, and [`event`], a
+//!   builder for test events with unique ids.
+
+pub mod manifest;
+pub mod producer;
+pub mod sink;
+pub mod weft;
+
+pub use manifest::{Delivery, broker, documents, trigger};
+pub use producer::{Producer, Sent, event};
+pub use sink::{Received, Reply, Sink};
+pub use weft::{BrokerStatus, TriggerStatus, Weft};
+
+use std::time::Duration;
+
+/// Shorthand for a duration in milliseconds, which tests use a lot.
+pub fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+/// Shorthand for a duration in seconds.
+pub fn secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
+}

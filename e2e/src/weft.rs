@@ -1,0 +1,475 @@
+//! [`Weft`]: the `weft up` process under test, with its own temporary manifests folder and
+//! data directory.
+//!
+//! The binary is `$WEFT_BIN` if set, else `target/<profile>/weft` next to the test
+//! executable. Cargo does not build another package's binary for a test, so the test
+//! command is `cargo build --bin weft && cargo test --workspace`.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use weft_e2e::{Weft, broker, trigger};
+//! let mut weft = Weft::builder()
+//!     .manifest("broker.yaml", broker("default"))
+//!     .start()
+//!     .await;
+//! weft.write_manifest("t1.yaml", trigger("t1").subscriber("http://127.0.0.1:9/"));
+//! weft.kill_9().await;
+//! weft.restart().await; // same data dir, same port
+//! # }
+//! ```
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// What the binary prints on stdout, followed by `HOST:PORT`, once it serves.
+const LISTENING: &str = "weft listening on http://";
+
+/// How long a debug build may take to load manifests, open the channel and listen.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A broker as `GET /_weft/v1/brokers` (and `weft get brokers -o json`) reports it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct BrokerStatus {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Whether it accepts events.
+    pub ready: bool,
+    /// Why it is not ready.
+    pub reason: Option<String>,
+    /// The ingress URL, `http://…/<namespace>/<name>`.
+    pub address: String,
+}
+
+/// A trigger as `GET /_weft/v1/triggers` (and `weft get triggers -o json`) reports it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct TriggerStatus {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The broker it subscribes to.
+    pub broker: String,
+    /// Whether it routes events.
+    pub ready: bool,
+    /// Why it is not ready.
+    pub reason: Option<String>,
+    /// The subscriber URL.
+    pub subscriber: String,
+    /// Events stored but not yet finished for this trigger.
+    pub backlog: u64,
+    /// Events its subscriber accepted.
+    pub delivered: u64,
+    /// Events sent to its dead-letter sink.
+    pub dead_lettered: u64,
+}
+
+/// Which build of the binary to look for next to the running executable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Profile {
+    /// `target/debug/weft` (tests).
+    Debug,
+    /// `target/release/weft` (benchmarks).
+    Release,
+}
+
+/// Finds the `weft` binary: `$WEFT_BIN`, else `target/<profile>/weft` relative to this
+/// executable (`target/<profile>/deps/<test>-<hash>`). Panics with the command to run if
+/// it is absent.
+fn find_binary(profile: Profile) -> PathBuf {
+    if let Some(bin) = std::env::var_os("WEFT_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the path of the running executable");
+    // target/<profile>/deps/<exe> → target
+    let target = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "deps"))
+        .and_then(|deps| deps.parent())
+        .and_then(|profile_dir| profile_dir.parent())
+        .map(Path::to_path_buf);
+    let (dir, build) = match profile {
+        Profile::Debug => ("debug", "cargo build --bin weft"),
+        Profile::Release => ("release", "cargo build --release --bin weft"),
+    };
+    let path = target.map(|t| t.join(dir).join("weft"));
+    match path {
+        Some(p) if p.is_file() => p,
+        other => panic!(
+            "the weft binary was not found (looked for {other:?}): run `{build}` first, \
+             or set WEFT_BIN"
+        ),
+    }
+}
+
+/// Configures a [`Weft`] before it starts.
+pub struct WeftBuilder {
+    bin: Option<PathBuf>,
+    profile: Profile,
+    manifests: Vec<(String, String)>,
+    args: Vec<String>,
+    wait_triggers: bool,
+}
+
+impl WeftBuilder {
+    /// Writes a manifest file before starting, so it is loaded at startup.
+    pub fn manifest(mut self, file: &str, yaml: impl Display) -> Self {
+        self.manifests.push((file.into(), yaml.to_string()));
+        self
+    }
+
+    /// Passes an extra argument to `weft up` (e.g. `--max-body-size`, then its value).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Uses `target/release/weft` instead of the debug build (benchmarks).
+    pub fn release(mut self) -> Self {
+        self.profile = Profile::Release;
+        self
+    }
+
+    /// Uses this binary.
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bin = Some(path.into());
+        self
+    }
+
+    /// Returns from [`start`](Self::start) as soon as it listens, without waiting for its
+    /// triggers to report ready (for tests of not-ready triggers).
+    pub fn no_wait_for_triggers(mut self) -> Self {
+        self.wait_triggers = false;
+        self
+    }
+
+    /// Starts `weft up` on `127.0.0.1:0` and waits until it listens and, unless told not to,
+    /// until every trigger it knows reports ready. Panics (printing its log) if it does not.
+    pub async fn start(self) -> Weft {
+        let bin = self.bin.unwrap_or_else(|| find_binary(self.profile));
+        let dir = tempfile::Builder::new()
+            .prefix("weft-e2e-")
+            .tempdir()
+            .expect("a temp dir");
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir(&manifests).expect("create the manifests dir");
+        for (file, yaml) in &self.manifests {
+            std::fs::write(manifests.join(file), yaml).expect("write a manifest");
+        }
+        let mut weft = Weft {
+            bin,
+            stderr_log: dir.path().join("weft.log"),
+            dir,
+            args: self.args,
+            child: None,
+            addr: None,
+            wait_triggers: self.wait_triggers,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("an HTTP client"),
+        };
+        weft.spawn().await;
+        weft
+    }
+}
+
+/// A running `weft up`; killed on drop, printing its log if the test is failing.
+pub struct Weft {
+    bin: PathBuf,
+    /// Holds `manifests/`, `data/` and `weft.log`; removed on drop.
+    dir: TempDir,
+    /// Where the child's stderr (its logs) goes, appended across restarts.
+    stderr_log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    /// Known after the first start; restarts reuse the port so producers keep their URL.
+    addr: Option<SocketAddr>,
+    wait_triggers: bool,
+    /// For the admin API and readiness checks.
+    http: reqwest::Client,
+}
+
+impl Drop for Weft {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            // SIGKILL; the kernel reaps nothing we need, and kill_on_drop is set as well.
+            let _ = child.start_kill();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- weft log ({}) -----\n{}\n----- end of weft log -----",
+                self.stderr_log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+impl Weft {
+    /// Configures a `weft up` process.
+    pub fn builder() -> WeftBuilder {
+        WeftBuilder {
+            bin: None,
+            profile: Profile::Debug,
+            manifests: Vec::new(),
+            args: Vec::new(),
+            wait_triggers: true,
+        }
+    }
+
+    /// The path of the binary under test.
+    pub fn binary(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("the address is known once started")
+    }
+
+    /// `http://HOST:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// The ingress URL of a broker.
+    pub fn url(&self, namespace: &str, broker: &str) -> String {
+        format!("{}/{namespace}/{broker}", self.base_url())
+    }
+
+    /// The folder `weft up -f` watches.
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    /// The `--data-dir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Everything the process wrote to stderr so far (its logs), across restarts.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Writes (or replaces) a manifest file in the watched folder. The file appears whole:
+    /// it is written next to the folder and renamed in.
+    pub fn write_manifest(&self, file: &str, yaml: impl Display) {
+        let staging = self.dir.path().join(format!(".{file}.tmp"));
+        std::fs::write(&staging, yaml.to_string()).expect("write a manifest");
+        std::fs::rename(&staging, self.manifests_dir().join(file)).expect("move a manifest in");
+    }
+
+    /// Deletes a manifest file from the watched folder.
+    pub fn remove_manifest(&self, file: &str) {
+        std::fs::remove_file(self.manifests_dir().join(file)).expect("remove a manifest");
+    }
+
+    /// Whether the process is running (it may have exited on its own).
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sends SIGKILL (`kill -9`) and waits for the process to be gone.
+    pub async fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill -9 weft");
+        }
+    }
+
+    /// Starts the process again on the same data dir, manifests and port, killing it first
+    /// if it still runs; waits as [`WeftBuilder::start`] does.
+    pub async fn restart(&mut self) {
+        self.kill_9().await;
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_log)
+            .expect("open the weft log");
+        let addr = match self.addr {
+            Some(a) => a.to_string(),
+            None => "127.0.0.1:0".into(),
+        };
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("up")
+            .arg("-f")
+            .arg(self.manifests_dir())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--addr")
+            .arg(&addr)
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let waited = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.strip_prefix(LISTENING) {
+                    return Ok(Some(rest.trim().to_owned()));
+                }
+            }
+            Ok::<_, std::io::Error>(None)
+        })
+        .await;
+        let listening = match waited {
+            Ok(Ok(Some(addr))) => addr,
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                let status = child.wait().await;
+                panic!(
+                    "weft up exited ({status:?}) before printing `{LISTENING}…`; log:\n{}",
+                    self.log()
+                );
+            }
+            Err(_) => panic!(
+                "weft up did not print `{LISTENING}…` within {START_TIMEOUT:?}; log:\n{}",
+                self.log()
+            ),
+        };
+        // Keep reading stdout so that the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr: SocketAddr = listening
+            .parse()
+            .unwrap_or_else(|e| panic!("weft printed an unusable address {listening:?}: {e}"));
+        if let Some(previous) = self.addr {
+            assert_eq!(addr, previous, "a restart listens where it was told to");
+        }
+        self.addr = Some(addr);
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// Waits for `/readyz` to answer 200 and, unless disabled, for every trigger to be ready.
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let readyz = format!("{}/readyz", self.base_url());
+        loop {
+            let ok = match self.http.get(&readyz).send().await {
+                Ok(r) => r.status().is_success(),
+                Err(_) => false,
+            };
+            if ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weft /readyz did not answer 200 within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.wait_triggers {
+            self.wait_for_triggers(Duration::from_secs(10), |ts| ts.iter().all(|t| t.ready))
+                .await;
+        }
+    }
+
+    /// `GET /_weft/v1/brokers`.
+    pub async fn get_brokers(&self) -> Vec<BrokerStatus> {
+        self.admin("brokers").await
+    }
+
+    /// `GET /_weft/v1/triggers`.
+    pub async fn get_triggers(&self) -> Vec<TriggerStatus> {
+        self.admin("triggers").await
+    }
+
+    async fn admin<T: serde::de::DeserializeOwned>(&self, what: &str) -> T {
+        let url = format!("{}/_weft/v1/{what}", self.base_url());
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert!(status.is_success(), "GET {url}: {status} {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e} in {body}"))
+    }
+
+    /// Asks the admin API until `done` holds for the trigger list, and returns that list.
+    /// The status has no push channel, so this polls, every 50 ms. Panics after `timeout`.
+    pub async fn wait_for_triggers(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&[TriggerStatus]) -> bool,
+    ) -> Vec<TriggerStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let triggers = self.get_triggers().await;
+            if done(&triggers) {
+                return triggers;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "triggers did not reach the expected state within {timeout:?}: {triggers:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until trigger `default/<name>` satisfies `done`, and returns its status.
+    pub async fn wait_for_trigger(
+        &self,
+        name: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&TriggerStatus) -> bool,
+    ) -> TriggerStatus {
+        let all = self
+            .wait_for_triggers(timeout, |ts| {
+                ts.iter()
+                    .any(|t| t.namespace == "default" && t.name == name && done(t))
+            })
+            .await;
+        all.into_iter()
+            .find(|t| t.namespace == "default" && t.name == name)
+            .expect("found by the wait")
+    }
+
+    /// Runs the `weft` CLI (e.g. `["get", "triggers", "--addr", …]`) and returns its output.
+    pub async fn cli<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let run = Command::new(&self.bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("the weft CLI finishes within 30 s")
+            .expect("run the weft CLI")
+    }
+}

@@ -1,0 +1,367 @@
+//! Trigger delivery: retries and their spacing, timeouts, dead letters with their error
+//! extensions, which responses are retried, and trigger delivery replacing the broker's.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::StatusCode;
+use weft_e2e::{Delivery, Producer, Received, Reply, Sink, Weft, broker, event, ms, secs, trigger};
+
+/// Slack allowed above an expected wait: tests share two cores with several debug builds.
+const SLACK: Duration = Duration::from_millis(400);
+
+/// Asserts the gaps between consecutive attempts are at least `expected` and not much more.
+fn assert_gaps(attempts: &[Received], expected: &[Duration]) {
+    assert_eq!(attempts.len(), expected.len() + 1, "attempts");
+    for (i, (pair, want)) in attempts.windows(2).zip(expected).enumerate() {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= *want && gap < *want + SLACK,
+            "wait before retry {}: {gap:?}, expected {want:?} (+ up to {SLACK:?})",
+            i + 1
+        );
+    }
+}
+
+async fn send_one(weft: &Weft, ty: &str) -> weft_config::Event {
+    let e = event(ty).json(r#"{"n":1}"#).build();
+    let sent = Producer::new()
+        .send(&weft.url("default", "default"), &e)
+        .await
+        .unwrap();
+    assert_eq!(sent.status, StatusCode::ACCEPTED);
+    e
+}
+
+#[tokio::test]
+async fn linear_backoff_retries_then_succeeds() {
+    let sink = Sink::builder()
+        .replies("/flaky", [Reply::status(503), Reply::status(503)])
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest(
+            "broker.yaml",
+            broker("default").delivery(Delivery::new().retry(3).linear("PT0.2S")),
+        )
+        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/flaky")))
+        .start()
+        .await;
+    let sent = send_one(&weft, "com.example.flaky").await;
+
+    let attempts = sink.wait_for_path("/flaky", 3, secs(10)).await;
+    assert!(attempts.iter().all(|a| a.id() == sent.id()));
+    assert_gaps(&attempts, &[ms(200), ms(400)]);
+    let status = weft
+        .wait_for_trigger("t1", secs(5), |t| t.delivered >= 1)
+        .await;
+    assert_eq!(status.dead_lettered, 0);
+    // The third attempt succeeded: no fourth comes.
+    let all = sink.wait_quiet(ms(800), secs(10)).await;
+    assert_eq!(all.len(), 3, "attempts after success");
+}
+
+#[tokio::test]
+async fn exponential_backoff_doubles_and_is_capped_by_backoff_max() {
+    let sink = Sink::builder()
+        .replies("/exp", [503, 500, 429].map(Reply::status))
+        .replies("/capped", [503, 503, 503].map(Reply::status))
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "exp.yaml",
+            trigger("exp")
+                .subscriber(sink.url("/exp"))
+                .delivery(Delivery::new().retry(4).exponential("PT0.1S")),
+        )
+        .manifest(
+            "capped.yaml",
+            trigger("capped").subscriber(sink.url("/capped")).delivery(
+                Delivery::new()
+                    .retry(4)
+                    .exponential("PT0.1S")
+                    .backoff_max("PT0.15S"),
+            ),
+        )
+        .start()
+        .await;
+    send_one(&weft, "com.example.exp").await;
+
+    let exp = sink.wait_for_path("/exp", 4, secs(10)).await;
+    assert_gaps(&exp, &[ms(100), ms(200), ms(400)]);
+    let capped = sink.wait_for_path("/capped", 4, secs(10)).await;
+    assert_gaps(&capped, &[ms(100), ms(150), ms(150)]);
+}
+
+#[tokio::test]
+async fn exhausted_retries_are_dead_lettered_with_the_error_extensions() {
+    let sink = Sink::builder()
+        .always(
+            "/down",
+            Reply::status(503)
+                .header("content-type", "text/plain")
+                .body("sink is down"),
+        )
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest(
+            "broker.yaml",
+            broker("default").delivery(
+                Delivery::new()
+                    .retry(2)
+                    .linear("PT0.05S")
+                    .dead_letter_sink(sink.url("/dls")),
+            ),
+        )
+        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/down")))
+        .start()
+        .await;
+    let sent = send_one(&weft, "com.example.doomed").await;
+
+    let dead = sink.wait_for_path("/dls", 1, secs(10)).await;
+    let attempts = sink.requests_to("/down");
+    assert_eq!(
+        attempts.len(),
+        3,
+        "1 attempt + 2 retries before dead-lettering"
+    );
+
+    let e = dead[0].event();
+    assert_eq!(e.id(), sent.id());
+    assert_eq!(e.ty(), sent.ty());
+    assert_eq!(e.source(), sent.source());
+    assert_eq!(e.data(), sent.data(), "the original data");
+    assert_eq!(
+        dead[0].ext("knativeerrordest").as_deref(),
+        Some(sink.url("/down").as_str())
+    );
+    assert_eq!(dead[0].ext("knativeerrorcode").as_deref(), Some("503"));
+    assert_eq!(
+        dead[0].ext("knativeerrordata"),
+        Some(BASE64.encode("sink is down"))
+    );
+    let status = weft
+        .wait_for_trigger("t1", secs(5), |t| t.dead_lettered >= 1)
+        .await;
+    assert_eq!(status.dead_lettered, 1);
+    assert_eq!(status.delivered, 0);
+}
+
+#[tokio::test]
+async fn a_long_error_body_is_cut_to_1024_base64_characters() {
+    let body: String = (0..3000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let sink = Sink::builder()
+        .always("/down", Reply::status(500).body(body.clone()))
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "t.yaml",
+            trigger("t1")
+                .subscriber(sink.url("/down"))
+                .delivery(Delivery::new().dead_letter_sink(sink.url("/dls"))),
+        )
+        .start()
+        .await;
+    send_one(&weft, "com.example.long").await;
+    let dead = sink.wait_for_path("/dls", 1, secs(10)).await;
+    let data = dead[0].ext("knativeerrordata").expect("knativeerrordata");
+    let full = BASE64.encode(&body);
+    assert!(
+        data.len() <= 1024 && data.len() >= 1020 && full.starts_with(&data),
+        "knativeerrordata is the start of the base64 body, at most 1024 chars: {} chars",
+        data.len()
+    );
+    assert_eq!(dead[0].ext("knativeerrorcode").as_deref(), Some("500"));
+}
+
+#[tokio::test]
+async fn a_400_is_dead_lettered_without_retry() {
+    let sink = Sink::builder()
+        .always("/reject", Reply::status(400).body("no thanks"))
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest(
+            "broker.yaml",
+            broker("default").delivery(
+                Delivery::new()
+                    .retry(3)
+                    .linear("PT0.05S")
+                    .dead_letter_sink(sink.url("/dls")),
+            ),
+        )
+        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/reject")))
+        .start()
+        .await;
+    let sent = send_one(&weft, "com.example.rejected").await;
+
+    let dead = sink.wait_for_path("/dls", 1, secs(10)).await;
+    assert_eq!(dead[0].id(), sent.id());
+    assert_eq!(dead[0].ext("knativeerrorcode").as_deref(), Some("400"));
+    assert_eq!(
+        dead[0].ext("knativeerrordata"),
+        Some(BASE64.encode("no thanks"))
+    );
+    assert_eq!(sink.requests_to("/reject").len(), 1, "a 400 is not retried");
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_nor_retried() {
+    let sink = Sink::builder()
+        .always(
+            "/moved",
+            Reply::status(302).header("location", "/elsewhere"),
+        )
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "t.yaml",
+            trigger("t1").subscriber(sink.url("/moved")).delivery(
+                Delivery::new()
+                    .retry(2)
+                    .linear("PT0.05S")
+                    .dead_letter_sink(sink.url("/dls")),
+            ),
+        )
+        .start()
+        .await;
+    send_one(&weft, "com.example.moved").await;
+    let dead = sink.wait_for_path("/dls", 1, secs(10)).await;
+    assert_eq!(dead[0].ext("knativeerrorcode").as_deref(), Some("302"));
+    assert_eq!(sink.requests_to("/moved").len(), 1);
+    assert!(sink.requests_to("/elsewhere").is_empty(), "never followed");
+}
+
+#[tokio::test]
+async fn a_slow_sink_times_out_and_is_retried() {
+    let sink = Sink::builder()
+        .replies("/slow", [Reply::status(200).delay(secs(3))])
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "t.yaml",
+            trigger("t1").subscriber(sink.url("/slow")).delivery(
+                Delivery::new()
+                    .retry(2)
+                    .linear("PT0.1S")
+                    .timeout("PT0.3S")
+                    .dead_letter_sink(sink.url("/dls")),
+            ),
+        )
+        .start()
+        .await;
+    send_one(&weft, "com.example.slow").await;
+    let attempts = sink.wait_for_path("/slow", 2, secs(10)).await;
+    // The first attempt is abandoned after the 300 ms timeout, then 100 ms of backoff.
+    assert_gaps(&attempts, &[ms(400)]);
+    weft.wait_for_trigger("t1", secs(5), |t| t.delivered >= 1)
+        .await;
+    assert!(sink.requests_to("/dls").is_empty());
+}
+
+#[tokio::test]
+async fn format_json_delivers_in_structured_mode() {
+    let sink = Sink::start().await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "t.yaml",
+            trigger("t1")
+                .subscriber(sink.url("/json"))
+                .delivery(Delivery::new().format("json")),
+        )
+        .start()
+        .await;
+    let sent = send_one(&weft, "com.example.json").await;
+    let got = sink.wait_for(1, secs(10)).await;
+    assert!(
+        got[0]
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with("application/cloudevents+json")),
+        "structured content type: {:?}",
+        got[0].headers
+    );
+    assert_eq!(got[0].id(), sent.id());
+    assert_eq!(got[0].event().data(), sent.data());
+}
+
+#[tokio::test]
+async fn trigger_delivery_replaces_the_brokers_as_a_whole() {
+    let sink = Sink::builder()
+        .default_reply(Reply::status(503))
+        .always("/broker-dls", Reply::status(202))
+        .always("/own-dls", Reply::status(202))
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest(
+            "broker.yaml",
+            broker("default").delivery(
+                Delivery::new()
+                    .retry(1)
+                    .linear("PT0.05S")
+                    .dead_letter_sink(sink.url("/broker-dls")),
+            ),
+        )
+        // Its own retries and dead-letter sink.
+        .manifest(
+            "own.yaml",
+            trigger("own").subscriber(sink.url("/own")).delivery(
+                Delivery::new()
+                    .retry(3)
+                    .linear("PT0.05S")
+                    .dead_letter_sink(sink.url("/own-dls")),
+            ),
+        )
+        // No delivery: the broker's applies.
+        .manifest(
+            "inherits.yaml",
+            trigger("inherits").subscriber(sink.url("/inherits")),
+        )
+        // A delivery without a dead-letter sink: the broker's sink does not apply either.
+        .manifest(
+            "bare.yaml",
+            trigger("bare")
+                .subscriber(sink.url("/bare"))
+                .delivery(Delivery::new().retry(0)),
+        )
+        .start()
+        .await;
+    let sent = send_one(&weft, "com.example.any").await;
+
+    let own_dead = sink.wait_for_path("/own-dls", 1, secs(10)).await;
+    assert_eq!(own_dead[0].id(), sent.id());
+    assert_eq!(sink.requests_to("/own").len(), 4, "own: 1 + 3 retries");
+
+    let broker_dead = sink.wait_for_path("/broker-dls", 1, secs(10)).await;
+    assert_eq!(
+        broker_dead[0].ext("knativeerrordest").as_deref(),
+        Some(sink.url("/inherits").as_str())
+    );
+    assert_eq!(
+        sink.requests_to("/inherits").len(),
+        2,
+        "inherits: 1 + 1 retry"
+    );
+
+    sink.wait_quiet(ms(1000), secs(10)).await;
+    assert_eq!(sink.requests_to("/bare").len(), 1, "bare: no retries");
+    assert_eq!(
+        sink.requests_to("/broker-dls").len(),
+        1,
+        "only `inherits` uses the broker's dead-letter sink"
+    );
+    assert_eq!(sink.requests_to("/own-dls").len(), 1);
+}

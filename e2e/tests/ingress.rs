@@ -1,0 +1,413 @@
+//! Broker ingress as a producer sees it: content modes, status codes, limits, the webhook
+//! handshake, health endpoints and `weft send`.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use weft_config::event::http::{STRUCTURED_JSON, encode_binary};
+use weft_e2e::producer::content_type;
+use weft_e2e::{Producer, Sink, Weft, broker, event, secs, trigger};
+
+/// A broker `default` with one trigger that sends everything to `sink`'s `/all`.
+async fn weft_with_sink(sink: &Sink) -> Weft {
+    Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest("all.yaml", trigger("all").subscriber(sink.url("/all")))
+        .start()
+        .await
+}
+
+/// A valid binary-mode request, as headers and body, to break one piece at a time.
+fn binary_request() -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    let body = encode_binary(&event("com.example.bad").build(), &mut headers);
+    (headers, body)
+}
+
+#[tokio::test]
+async fn every_content_mode_reaches_the_sink_with_attributes_and_data_intact() {
+    let sink = Sink::start().await;
+    let weft = weft_with_sink(&sink).await;
+    let url = weft.url("default", "default");
+    let producer = Producer::new();
+
+    let binary = event("com.example.binary")
+        .source("/orders/eu")
+        .subject("order-1")
+        .time("2024-05-06T07:08:09.123Z")
+        .ext("color", "blue")
+        .json(r#"{"order": 1, "note": "h\u00e9llo"}"#)
+        .build();
+    let structured = event("com.example.structured")
+        .ext("tenant", "acme")
+        .data("application/octet-stream", &b"\x00\x01\xfe\xffraw"[..])
+        .build();
+    let batch = [
+        event("com.example.batched").json("[1,2,3]").build(),
+        event("com.example.batched")
+            .data("text/plain", "plain text")
+            .build(),
+    ];
+
+    assert_eq!(
+        producer.send(&url, &binary).await.unwrap().status,
+        StatusCode::ACCEPTED
+    );
+    let sent = producer.send_structured(&url, &structured).await.unwrap();
+    assert_eq!(sent.status, StatusCode::ACCEPTED);
+    assert!(
+        sent.body.is_empty(),
+        "202 has an empty body: {:?}",
+        sent.body
+    );
+    assert_eq!(
+        producer.send_batch(&url, &batch).await.unwrap().status,
+        StatusCode::ACCEPTED
+    );
+
+    let received = sink.wait_for(4, secs(10)).await;
+    let sent_events = [&binary, &structured, &batch[0], &batch[1]];
+    for sent in sent_events {
+        let got = received
+            .iter()
+            .find(|r| r.id() == sent.id())
+            .unwrap_or_else(|| panic!("event {} never reached the sink", sent.id()));
+        assert_eq!(got.method, Method::POST);
+        assert_eq!(got.path, "/all");
+        assert!(
+            got.header("prefer")
+                .is_some_and(|p| p.eq_ignore_ascii_case("reply")),
+            "deliveries carry `Prefer: reply`: {:?}",
+            got.headers
+        );
+        assert!(
+            got.header("ce-id").is_some(),
+            "delivery is in binary mode by default"
+        );
+        let e = got.event();
+        assert_eq!(e.ty(), sent.ty());
+        assert_eq!(e.source(), sent.source());
+        assert_eq!(e.specversion(), sent.specversion());
+        assert_eq!(e.subject(), sent.subject());
+        assert_eq!(e.time(), sent.time());
+        assert_eq!(e.datacontenttype(), sent.datacontenttype());
+        assert_eq!(e.data(), sent.data(), "data of {} is untouched", sent.id());
+        for (name, value) in sent.extensions() {
+            assert_eq!(
+                e.extension(name),
+                Some(value),
+                "extension {name} of {}",
+                sent.id()
+            );
+        }
+        assert!(
+            e.extension("knativearrivaltime").is_some(),
+            "ingress stamps knativearrivaltime"
+        );
+        assert!(
+            e.extension("knativebrokerttl").is_none(),
+            "knativebrokerttl is stripped before delivery"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_events_are_rejected_with_400_and_a_reason() {
+    let sink = Sink::start().await;
+    let weft = weft_with_sink(&sink).await;
+    let url = weft.url("default", "default");
+    let producer = Producer::new();
+
+    for missing in ["ce-id", "ce-source", "ce-type", "ce-specversion"] {
+        let (mut headers, body) = binary_request();
+        headers.remove(missing);
+        let sent = producer.post(&url, headers, body).await.unwrap();
+        assert_eq!(sent.status, StatusCode::BAD_REQUEST, "without {missing}");
+        let reason = sent.body.trim();
+        assert!(
+            !reason.is_empty() && !reason.contains('\n'),
+            "a one-line reason without {missing}: {:?}",
+            sent.body
+        );
+    }
+    for (header, value) in [("ce-specversion", "19.0"), ("ce-id", "")] {
+        let (mut headers, body) = binary_request();
+        headers.insert(
+            HeaderName::from_static(header),
+            HeaderValue::from_static(value),
+        );
+        let sent = producer.post(&url, headers, body).await.unwrap();
+        assert_eq!(sent.status, StatusCode::BAD_REQUEST, "{header}: {value:?}");
+    }
+    let bad_json = producer
+        .post(
+            &url,
+            content_type(STRUCTURED_JSON),
+            r#"{"id": "1", "source": "#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad_json.status, StatusCode::BAD_REQUEST, "truncated JSON");
+    assert!(!bad_json.body.trim().is_empty(), "a reason for bad JSON");
+    let no_type = producer
+        .post(
+            &url,
+            content_type(STRUCTURED_JSON),
+            r#"{"specversion":"1.0","id":"1","source":"/s"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        no_type.status,
+        StatusCode::BAD_REQUEST,
+        "structured without type"
+    );
+
+    // Nothing malformed was stored: the next valid event is the only delivery.
+    let good = event("com.example.good").build();
+    assert_eq!(
+        producer.send(&url, &good).await.unwrap().status,
+        StatusCode::ACCEPTED
+    );
+    let received = sink.wait_for(1, secs(10)).await;
+    assert_eq!(received[0].id(), good.id());
+}
+
+#[tokio::test]
+async fn unknown_broker_is_404() {
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .start()
+        .await;
+    let sent = Producer::new()
+        .send(&weft.url("default", "nope"), &event("t").build())
+        .await
+        .unwrap();
+    assert_eq!(sent.status, StatusCode::NOT_FOUND);
+    let other_ns = Producer::new()
+        .send(&weft.url("elsewhere", "default"), &event("t").build())
+        .await
+        .unwrap();
+    assert_eq!(other_ns.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn other_methods_are_405_and_options_is_the_webhook_handshake() {
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .start()
+        .await;
+    let url = weft.url("default", "default");
+    let producer = Producer::new();
+    for method in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
+        let sent = producer
+            .request(method.clone(), &url, HeaderMap::new(), Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(sent.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_allows_post_and_options(sent.header("allow"), &method);
+    }
+
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "webhook-request-origin",
+        HeaderValue::from_static("e2e.example.com"),
+    );
+    let options = producer
+        .request(Method::OPTIONS, &url, headers, Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(options.status, StatusCode::OK);
+    assert_allows_post_and_options(options.header("allow"), &Method::OPTIONS);
+    assert_eq!(options.header("webhook-allowed-origin"), Some("*"));
+    assert_eq!(options.header("webhook-allowed-rate"), Some("*"));
+}
+
+fn assert_allows_post_and_options(allow: Option<&str>, method: &Method) {
+    let allow = allow.unwrap_or_else(|| panic!("{method}: an Allow header"));
+    let methods: Vec<&str> = allow.split(',').map(str::trim).collect();
+    assert!(
+        methods.contains(&"POST") && methods.contains(&"OPTIONS"),
+        "{method}: Allow: {allow}"
+    );
+}
+
+#[tokio::test]
+async fn a_64_kib_event_passes_and_a_body_over_the_limit_is_413() {
+    let sink = Sink::start().await;
+    let weft = weft_with_sink(&sink).await;
+    let url = weft.url("default", "default");
+    let producer = Producer::new();
+
+    let data: Vec<u8> = (0..64 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    let big = event("com.example.big")
+        .data("text/plain", data.clone())
+        .build();
+    assert_eq!(
+        producer.send(&url, &big).await.unwrap().status,
+        StatusCode::ACCEPTED
+    );
+    let received = sink.wait_for(1, secs(10)).await;
+    assert_eq!(received[0].id(), big.id());
+    assert_eq!(
+        received[0].event().data().map(|d| d.len()),
+        Some(data.len())
+    );
+    assert_eq!(received[0].event().data().unwrap().as_ref(), &data[..]);
+
+    let too_big = event("com.example.too-big")
+        .data("text/plain", vec![b'x'; 1024 * 1024 + 1])
+        .build();
+    assert_eq!(
+        producer.send(&url, &too_big).await.unwrap().status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the default limit is 1 MiB"
+    );
+}
+
+#[tokio::test]
+async fn max_body_size_sets_the_limit() {
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .arg("--max-body-size")
+        .arg("100000")
+        .start()
+        .await;
+    let url = weft.url("default", "default");
+    let producer = Producer::new();
+    let fits = event("t").data("text/plain", vec![b'x'; 90_000]).build();
+    assert_eq!(
+        producer.send(&url, &fits).await.unwrap().status,
+        StatusCode::ACCEPTED
+    );
+    let over = event("t").data("text/plain", vec![b'x'; 100_001]).build();
+    assert_eq!(
+        producer.send(&url, &over).await.unwrap().status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}
+
+#[tokio::test]
+async fn a_producer_ttl_of_zero_or_less_is_400() {
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .start()
+        .await;
+    let url = weft.url("default", "default");
+    let producer = Producer::new();
+    for ttl in ["0", "-1"] {
+        let e = event("t").ext("knativebrokerttl", ttl).build();
+        assert_eq!(
+            producer.send(&url, &e).await.unwrap().status,
+            StatusCode::BAD_REQUEST,
+            "knativebrokerttl {ttl}"
+        );
+    }
+    let e = event("t").ext_int("knativebrokerttl", 0).build();
+    assert_eq!(
+        producer.send_structured(&url, &e).await.unwrap().status,
+        StatusCode::BAD_REQUEST,
+        "structured knativebrokerttl 0"
+    );
+    let ok = event("t").ext("knativebrokerttl", "3").build();
+    assert_eq!(
+        producer.send(&url, &ok).await.unwrap().status,
+        StatusCode::ACCEPTED,
+        "a positive ttl is fine"
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_endpoints_answer() {
+    let sink = Sink::start().await;
+    let weft = weft_with_sink(&sink).await;
+    let producer = Producer::new();
+    producer
+        .send(&weft.url("default", "default"), &event("t").build())
+        .await
+        .unwrap();
+    sink.wait_for(1, secs(10)).await;
+    for path in ["/healthz", "/readyz"] {
+        let sent = producer
+            .request(
+                Method::GET,
+                &format!("{}{path}", weft.base_url()),
+                HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent.status, StatusCode::OK, "{path}");
+    }
+    let metrics = producer
+        .request(
+            Method::GET,
+            &format!("{}/metrics", weft.base_url()),
+            HeaderMap::new(),
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics.body.lines().any(|l| l.starts_with("weft_")),
+        "Prometheus samples named weft_*: {}",
+        metrics.body
+    );
+}
+
+#[tokio::test]
+async fn weft_send_prints_the_status_and_exits_by_it() {
+    let sink = Sink::start().await;
+    let weft = weft_with_sink(&sink).await;
+    let url = weft.url("default", "default");
+
+    for mode in ["binary", "structured"] {
+        let id = format!("cli-{mode}");
+        let out = weft
+            .cli([
+                "send",
+                &url,
+                "--type",
+                "com.example.cli",
+                "--source",
+                "/cli",
+                "--id",
+                &id,
+                "--data",
+                r#"{"from":"cli"}"#,
+                "--mode",
+                mode,
+            ])
+            .await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{mode}: exit {:?}", out.status);
+        assert_eq!(stdout.trim(), "202 Accepted", "{mode}");
+        let got = sink
+            .wait_until(secs(10), |all| all.iter().any(|r| r.id() == id))
+            .await;
+        let got = got.iter().find(|r| r.id() == id).unwrap().event();
+        assert_eq!(got.ty(), "com.example.cli");
+        assert_eq!(got.source(), "/cli");
+        let data: serde_json::Value = serde_json::from_slice(got.data().unwrap()).unwrap();
+        assert_eq!(data, serde_json::json!({"from": "cli"}), "{mode}");
+    }
+
+    let out = weft
+        .cli([
+            "send",
+            &weft.url("default", "missing"),
+            "--type",
+            "t",
+            "--source",
+            "/cli",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "non-2xx exits 1");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .starts_with("404"),
+        "prints the status line: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
