@@ -13,14 +13,17 @@
 //! - [`ack`]: cursor tracking when acknowledgements arrive out of order.
 //! - [`memory`]: an in-process backend for tests.
 //! - [`sqlite`]: the embedded default (feature `sqlite`).
+//! - [`ChannelError`]: the crate's one error type.
 
 pub mod ack;
 mod error;
 pub mod memory;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+mod telemetry;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use weft_config::{Event, ObjectKey};
@@ -36,7 +39,9 @@ pub trait Channel: Send + Sync + 'static {
     /// Creates the broker's log if it does not exist yet.
     async fn ensure_log(&self, broker: &ObjectKey) -> Result<(), ChannelError>;
 
-    /// Deletes the broker's log, its events and all its subscriptions.
+    /// Deletes the broker's log, its events and all its subscriptions. Live subscriptions
+    /// on it end: their `next` fails with [`ChannelError::UnknownLog`]. Deleting a log
+    /// that does not exist succeeds.
     async fn delete_log(&self, broker: &ObjectKey) -> Result<(), ChannelError>;
 
     /// The brokers that have a log, so that logs of brokers deleted while Weft was down
@@ -57,6 +62,7 @@ pub trait Channel: Send + Sync + 'static {
     ) -> Result<Box<dyn Subscription>, ChannelError>;
 
     /// Forgets a trigger's cursor; a trigger re-created later starts at the end of the log.
+    /// Forgetting a cursor that does not exist (or of a broker without a log) succeeds.
     async fn delete_subscription(
         &self,
         broker: &ObjectKey,
@@ -66,9 +72,9 @@ pub trait Channel: Send + Sync + 'static {
     /// The triggers that have a cursor on the broker's log.
     async fn subscriptions(&self, broker: &ObjectKey) -> Result<Vec<ObjectKey>, ChannelError>;
 
-    /// How many events the trigger has not yet acknowledged in order (its backlog).
-    async fn backlog(&self, broker: &ObjectKey, trigger: &ObjectKey)
-    -> Result<u64, ChannelError>;
+    /// How many events the trigger has not yet acknowledged in order (its backlog); 0 for
+    /// a trigger that never subscribed, as it would start at the end of the log.
+    async fn backlog(&self, broker: &ObjectKey, trigger: &ObjectKey) -> Result<u64, ChannelError>;
 
     /// Keeps an event that could be neither delivered nor dead-lettered, so that it is
     /// never silently dropped; an operator can inspect parked events.
@@ -79,6 +85,36 @@ pub trait Channel: Send + Sync + 'static {
         event: &Event,
         reason: &str,
     ) -> Result<(), ChannelError>;
+
+    /// The events parked for the broker's triggers, oldest first. Parked events outlive
+    /// the broker's log: deleting the log keeps them for the operator.
+    async fn parked(&self, broker: &ObjectKey) -> Result<Vec<ParkedEvent>, ChannelError> {
+        let _ = broker;
+        Err(ChannelError::Unsupported {
+            operation: "listing parked events",
+        })
+    }
+
+    /// Persists what is only held in memory (cursors of recent acknowledgements) and
+    /// stops the channel's background work; later calls fail with
+    /// [`ChannelError::Closed`]. A channel dropped without `close` loses at most the last
+    /// moments of cursor progress, which only means redelivery.
+    async fn close(&self) -> Result<(), ChannelError> {
+        Ok(())
+    }
+}
+
+/// An event that could be neither delivered nor dead-lettered, kept for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParkedEvent {
+    /// The trigger that could not deliver it.
+    pub trigger: ObjectKey,
+    /// Why it was parked, as the dispatcher described it.
+    pub reason: String,
+    /// When it was parked.
+    pub parked_at: SystemTime,
+    /// The event, unchanged.
+    pub event: Event,
 }
 
 /// One trigger's view of its broker's log.
@@ -87,6 +123,7 @@ pub trait Subscription: Send {
     /// Waits until events are available and returns between 1 and `max` of them, in log
     /// order. Events are handed out once per subscription; one that is never acknowledged
     /// is delivered again when the trigger is subscribed again (after a restart).
+    /// `max == 0` returns an empty batch at once. Cancelling the future hands nothing out.
     async fn next(&mut self, max: usize) -> Result<Vec<Delivery>, ChannelError>;
 }
 
@@ -137,6 +174,8 @@ impl Default for ChannelOptions {
 /// `memory://`.
 pub async fn open(url: &str, options: ChannelOptions) -> Result<Arc<dyn Channel>, ChannelError> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
+    #[cfg(not(feature = "sqlite"))]
+    let _ = options; // only the durable backends batch
     match scheme {
         "memory" => Ok(Arc::new(memory::MemoryChannel::new())),
         #[cfg(feature = "sqlite")]
@@ -151,5 +190,12 @@ mod tests {
     fn traits_are_object_safe() {
         fn _channel(_: &dyn super::Channel) {}
         fn _subscription(_: &dyn super::Subscription) {}
+    }
+
+    #[test]
+    fn open_can_run_in_spawned_tasks() {
+        fn send<T: Send>(_: &T) {}
+        let opening = super::open("memory://", super::ChannelOptions::default());
+        send(&opening);
     }
 }

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM events WHERE broker_id = ?1

@@ -1,0 +1,2 @@
+-- Cascades to the broker's events and cursors.
+DELETE FROM brokers WHERE id = ?1

@@ -1,0 +1,1 @@
+DELETE FROM events WHERE broker_id = ?1 AND seq <= ?2

@@ -1,0 +1,1 @@
+SELECT id, head FROM brokers WHERE namespace = ?1 AND name = ?2

@@ -1,0 +1,1 @@
+SELECT id, namespace, name, head FROM brokers

@@ -1,0 +1,1 @@
+UPDATE brokers SET head = ?2 WHERE id = ?1

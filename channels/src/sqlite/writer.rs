@@ -1,0 +1,504 @@
+//! The one task that writes to the database: group commits of appends, cursor flushes,
+//! retention, and the rare control operations.
+//!
+//! Everything that changes the file goes through [`Writer`], so there is exactly one
+//! write connection and no write contention; readers use their own pool (WAL lets them
+//! read while the writer writes). Commands arrive over an mpsc channel; an append takes
+//! every append already waiting (up to `max_batch` events) into one transaction, commits,
+//! and only then answers each request. A lone append commits at once: nothing waits for
+//! company.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, warn};
+use weft_config::ObjectKey;
+
+use super::{BACKEND, BrokerState, Shared, unavailable};
+use crate::error::SharedError;
+use crate::{ChannelError, telemetry};
+
+/// How often acknowledged cursors are persisted. A crash loses at most this much cursor
+/// progress, which only means redelivery.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Retention runs every this many flush ticks (about once a second), when anything changed.
+const RETENTION_TICKS: u32 = 20;
+/// Rows in the largest multi-row INSERT; 3 parameters each stays far below SQLite's limit.
+const MAX_ROWS_PER_INSERT: usize = 256;
+
+/// `INSERT … VALUES (?, ?, ?), …` for 1, 2, 4, … `MAX_ROWS_PER_INSERT` rows: a batch is
+/// split into these shapes so the connection's statement cache holds a handful of them.
+static INSERT_SHAPES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let one = include_str!("sql/insert_events.sql").trim_end();
+    std::iter::successors(Some(1usize), |n| Some(n * 2))
+        .take_while(|&n| n <= MAX_ROWS_PER_INSERT)
+        .map(|n| format!("{one}{}", ", (?, ?, ?)".repeat(n - 1)))
+        .collect()
+});
+
+/// The answer to one command.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, ChannelError>>;
+
+/// What the writer is asked to do.
+pub(super) enum Command {
+    EnsureLog {
+        broker: ObjectKey,
+        reply: Reply<()>,
+    },
+    DeleteLog {
+        broker: ObjectKey,
+        reply: Reply<()>,
+    },
+    Append(AppendRequest),
+    Subscribe {
+        broker: ObjectKey,
+        trigger: ObjectKey,
+        reply: Reply<Opened>,
+    },
+    DeleteSubscription {
+        broker: ObjectKey,
+        trigger: ObjectKey,
+        reply: Reply<()>,
+    },
+    Park(ParkRequest),
+    /// Flush cursors and apply retention now.
+    Compact {
+        reply: Reply<()>,
+    },
+}
+
+/// Events to append, already encoded by the caller.
+pub(super) struct AppendRequest {
+    pub(super) broker: ObjectKey,
+    pub(super) bodies: Vec<Bytes>,
+    pub(super) reply: Reply<()>,
+}
+
+/// An event to park, already encoded by the caller.
+pub(super) struct ParkRequest {
+    pub(super) broker: ObjectKey,
+    pub(super) trigger: ObjectKey,
+    pub(super) reason: String,
+    pub(super) body: Bytes,
+    pub(super) reply: Reply<()>,
+}
+
+/// A subscription's starting point.
+pub(super) struct Opened {
+    pub(super) broker_id: i64,
+    /// The trigger's persisted cursor.
+    pub(super) stored: u64,
+    pub(super) head_rx: watch::Receiver<u64>,
+}
+
+/// The writer task's state.
+pub(super) struct Writer {
+    /// The one write connection.
+    pub(super) conn: SqliteConnection,
+    pub(super) shared: Arc<Shared>,
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) max_batch: usize,
+    /// Something changed since retention last ran.
+    pub(super) retention_due: bool,
+}
+
+impl Writer {
+    /// Serves commands until every sender is gone (the channel was closed or dropped),
+    /// then persists the cursors and closes the connection.
+    pub(super) async fn run(mut self) {
+        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ticks = 0u32;
+        let mut pending = None;
+        loop {
+            let command = match pending.take() {
+                Some(command) => command,
+                None => tokio::select! {
+                    // Ticks first, so a constant stream of appends cannot starve them.
+                    biased;
+                    _ = tick.tick() => {
+                        self.flush_cursors().await;
+                        ticks = ticks.wrapping_add(1);
+                        if ticks.is_multiple_of(RETENTION_TICKS)
+                            && self.retention_due
+                            && let Err(error) = self.retain().await
+                        {
+                            warn!(%error, "sqlite retention failed; retrying");
+                        }
+                        continue;
+                    }
+                    command = self.commands.recv() => match command {
+                        Some(command) => command,
+                        None => break,
+                    },
+                },
+            };
+            pending = self.serve(command).await;
+        }
+        self.flush_cursors().await;
+        if let Err(error) = self.conn.close().await {
+            warn!(%error, "closing the sqlite channel's write connection failed");
+        }
+    }
+
+    /// Serves one command. Returns a command it took off the queue but did not serve.
+    async fn serve(&mut self, command: Command) -> Option<Command> {
+        match command {
+            Command::Append(first) => return self.append_batch(first).await,
+            Command::EnsureLog { broker, reply } => {
+                let _ = reply.send(self.ensure_log(&broker).await);
+            }
+            Command::DeleteLog { broker, reply } => {
+                let _ = reply.send(self.delete_log(&broker).await);
+            }
+            Command::Subscribe {
+                broker,
+                trigger,
+                reply,
+            } => {
+                let _ = reply.send(self.subscribe(&broker, &trigger).await);
+            }
+            Command::DeleteSubscription {
+                broker,
+                trigger,
+                reply,
+            } => {
+                let _ = reply.send(self.delete_subscription(&broker, &trigger).await);
+            }
+            Command::Park(request) => {
+                let result = self.park(&request).await;
+                let _ = request.reply.send(result);
+            }
+            Command::Compact { reply } => {
+                self.flush_cursors().await;
+                let _ = reply.send(self.retain().await);
+            }
+        }
+        None
+    }
+
+    fn broker(&self, broker: &ObjectKey) -> Option<i64> {
+        self.shared.brokers().get(broker).map(|state| state.id)
+    }
+
+    async fn ensure_log(&mut self, broker: &ObjectKey) -> Result<(), ChannelError> {
+        if self.broker(broker).is_some() {
+            return Ok(());
+        }
+        sqlx::query(include_str!("sql/insert_broker.sql"))
+            .bind(&broker.namespace)
+            .bind(&broker.name)
+            .execute(&mut self.conn)
+            .await
+            .map_err(unavailable)?;
+        let row = sqlx::query(include_str!("sql/select_broker.sql"))
+            .bind(&broker.namespace)
+            .bind(&broker.name)
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(unavailable)?;
+        let (id, head): (i64, i64) = (row.get(0), row.get(1));
+        let state = BrokerState {
+            id,
+            head_tx: watch::Sender::new(head as u64),
+        };
+        self.shared.brokers().insert(broker.clone(), state);
+        Ok(())
+    }
+
+    async fn delete_log(&mut self, broker: &ObjectKey) -> Result<(), ChannelError> {
+        let Some(id) = self.broker(broker) else {
+            return Ok(());
+        };
+        sqlx::query(include_str!("sql/delete_broker.sql"))
+            .bind(id)
+            .execute(&mut self.conn)
+            .await
+            .map_err(unavailable)?;
+        // Dropping the head sender ends the log's subscriptions.
+        self.shared.brokers().remove(broker);
+        self.shared
+            .live()
+            .retain(|(broker_id, _), _| *broker_id != id);
+        Ok(())
+    }
+
+    /// Takes every append already waiting, up to `max_batch` events, into one
+    /// transaction. Returns a command it took off the queue but did not serve.
+    async fn append_batch(&mut self, first: AppendRequest) -> Option<Command> {
+        let mut total = first.bodies.len();
+        let mut batch = vec![first];
+        let mut pending = None;
+        while total < self.max_batch {
+            match self.commands.try_recv() {
+                Ok(Command::Append(next)) if total + next.bodies.len() <= self.max_batch => {
+                    total += next.bodies.len();
+                    batch.push(next);
+                }
+                Ok(other) => {
+                    pending = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        self.commit_appends(batch).await;
+        pending
+    }
+
+    async fn commit_appends(&mut self, batch: Vec<AppendRequest>) {
+        // Number the events; the heads change only once the transaction is committed.
+        let mut heads: HashMap<ObjectKey, (i64, u64)> = HashMap::new();
+        let mut rows = Vec::new();
+        let mut accepted = Vec::with_capacity(batch.len());
+        {
+            let brokers = self.shared.brokers();
+            for AppendRequest {
+                broker,
+                bodies,
+                reply,
+            } in batch
+            {
+                let Some(state) = brokers.get(&broker) else {
+                    let error = ChannelError::UnknownLog { broker };
+                    telemetry::append_failed(BACKEND, &error);
+                    let _ = reply.send(Err(error));
+                    continue;
+                };
+                let (id, head) = heads
+                    .entry(broker.clone())
+                    .or_insert((state.id, *state.head_tx.borrow()));
+                for body in bodies {
+                    *head += 1;
+                    rows.push((*id, *head, body));
+                }
+                accepted.push((broker, reply));
+            }
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let result = write_events(&mut self.conn, &rows, &heads).await;
+        let events = rows.len();
+        match result {
+            Ok(()) => {
+                let brokers = self.shared.brokers();
+                for (broker, (id, head)) in &heads {
+                    if let Some(state) = brokers.get(broker).filter(|s| s.id == *id) {
+                        state.head_tx.send_replace(*head);
+                    }
+                }
+                drop(brokers);
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                self.retention_due = true;
+                telemetry::appended(BACKEND, events);
+                for (_, reply) in accepted {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                warn!(%error, events, "sqlite group commit failed");
+                let shared = SharedError(Arc::new(error));
+                for (broker, reply) in accepted {
+                    let error = ChannelError::Append {
+                        broker,
+                        source: shared.boxed(),
+                    };
+                    telemetry::append_failed(BACKEND, &error);
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        broker: &ObjectKey,
+        trigger: &ObjectKey,
+    ) -> Result<Opened, ChannelError> {
+        let (broker_id, head, head_rx) = {
+            let brokers = self.shared.brokers();
+            let state = brokers
+                .get(broker)
+                .ok_or_else(|| ChannelError::UnknownLog {
+                    broker: broker.clone(),
+                })?;
+            (state.id, *state.head_tx.borrow(), state.head_tx.subscribe())
+        };
+        let mut tx = self.conn.begin().await.map_err(unavailable)?;
+        sqlx::query(include_str!("sql/insert_cursor.sql"))
+            .bind(broker_id)
+            .bind(&trigger.namespace)
+            .bind(&trigger.name)
+            .bind(head as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let stored: i64 = sqlx::query_scalar(include_str!("sql/select_cursor.sql"))
+            .bind(broker_id)
+            .bind(&trigger.namespace)
+            .bind(&trigger.name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Opened {
+            broker_id,
+            stored: stored as u64,
+            head_rx,
+        })
+    }
+
+    async fn delete_subscription(
+        &mut self,
+        broker: &ObjectKey,
+        trigger: &ObjectKey,
+    ) -> Result<(), ChannelError> {
+        let Some(id) = self.broker(broker) else {
+            return Ok(());
+        };
+        sqlx::query(include_str!("sql/delete_cursor.sql"))
+            .bind(id)
+            .bind(&trigger.namespace)
+            .bind(&trigger.name)
+            .execute(&mut self.conn)
+            .await
+            .map_err(unavailable)?;
+        self.shared.live().remove(&(id, trigger.clone()));
+        self.retention_due = true;
+        Ok(())
+    }
+
+    async fn park(&mut self, request: &ParkRequest) -> Result<(), ChannelError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        sqlx::query(include_str!("sql/insert_parked.sql"))
+            .bind(&request.broker.namespace)
+            .bind(&request.broker.name)
+            .bind(&request.trigger.namespace)
+            .bind(&request.trigger.name)
+            .bind(&request.reason)
+            .bind(now.as_millis() as i64)
+            .bind(request.body.as_ref())
+            .execute(&mut self.conn)
+            .await
+            .map_err(unavailable)?;
+        telemetry::parked(BACKEND);
+        Ok(())
+    }
+
+    /// Persists the cursors that moved, in one transaction. On failure they stay dirty
+    /// and are tried again at the next tick.
+    async fn flush_cursors(&mut self) {
+        let dirty: Vec<_> = {
+            let mut live = self.shared.live();
+            let dirty = live
+                .iter_mut()
+                .filter_map(|((id, trigger), cursor)| {
+                    cursor.take_dirty().map(|seq| (*id, trigger.clone(), seq))
+                })
+                .collect();
+            live.retain(|_, cursor| !cursor.is_empty());
+            dirty
+        };
+        if dirty.is_empty() {
+            return;
+        }
+        match write_cursors(&mut self.conn, &dirty).await {
+            Ok(()) => self.retention_due = true,
+            Err(error) => {
+                warn!(%error, "persisting sqlite cursors failed; retrying");
+                let live = self.shared.live();
+                for (id, trigger, _) in dirty {
+                    if let Some(cursor) = live.get(&(id, trigger)) {
+                        cursor.mark_dirty();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes, per broker, the events every cursor has passed.
+    async fn retain(&mut self) -> Result<(), ChannelError> {
+        let deleted = delete_passed_events(&mut self.conn)
+            .await
+            .map_err(unavailable)?;
+        self.retention_due = false;
+        if deleted > 0 {
+            debug!(deleted, "sqlite retention deleted events");
+        }
+        Ok(())
+    }
+}
+
+async fn write_events(
+    conn: &mut SqliteConnection,
+    rows: &[(i64, u64, Bytes)],
+    heads: &HashMap<ObjectKey, (i64, u64)>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let mut rest = rows;
+    while !rest.is_empty() {
+        // The largest shape that fits: at most log2(MAX_ROWS_PER_INSERT) + 1 statements
+        // beyond the full-size ones.
+        let shape =
+            (usize::BITS - 1 - rest.len().min(MAX_ROWS_PER_INSERT).leading_zeros()) as usize;
+        let (chunk, tail) = rest.split_at(1 << shape);
+        let mut insert = sqlx::query(INSERT_SHAPES[shape].as_str());
+        for (id, seq, body) in chunk {
+            insert = insert.bind(*id).bind(*seq as i64).bind(body.as_ref());
+        }
+        insert.execute(&mut *tx).await?;
+        rest = tail;
+    }
+    for (id, head) in heads.values() {
+        sqlx::query(include_str!("sql/update_head.sql"))
+            .bind(*id)
+            .bind(*head as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+async fn write_cursors(
+    conn: &mut SqliteConnection,
+    cursors: &[(i64, ObjectKey, u64)],
+) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    for (id, trigger, seq) in cursors {
+        sqlx::query(include_str!("sql/update_cursor.sql"))
+            .bind(*id)
+            .bind(&trigger.namespace)
+            .bind(&trigger.name)
+            .bind(*seq as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+async fn delete_passed_events(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let bounds: Vec<(i64, i64)> = sqlx::query_as(include_str!("sql/retention_bounds.sql"))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut deleted = 0;
+    for (id, bound) in bounds {
+        deleted += sqlx::query(include_str!("sql/delete_events.sql"))
+            .bind(id)
+            .bind(bound)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(deleted)
+}

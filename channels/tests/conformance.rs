@@ -1,0 +1,428 @@
+//! The channel conformance suite: every test body takes any backend and runs against each
+//! one (`conformance!` below generates one `#[tokio::test]` per backend per body).
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{Backend, IDLE, WAIT, assert_idle, event, events, id_range, ids, key, take};
+use weft_channels::ChannelError;
+
+/// Generates, for one backend, a test module with one test per body.
+macro_rules! conformance {
+    ($backend:ident, $factory:path) => {
+        mod $backend {
+            conformance!(@tests $factory;
+                publish_then_consume,
+                next_never_returns_more_than_max,
+                triggers_have_independent_cursors,
+                new_trigger_starts_at_the_end,
+                unacked_events_are_redelivered_after_resubscribe,
+                out_of_order_acks_commit_below_the_lowest_unacked,
+                acked_cursor_survives_reopen,
+                numbering_continues_after_retention_and_reopen,
+                retention_keeps_what_a_cursor_has_not_passed,
+                unknown_broker_is_an_error,
+                delete_log_ends_subscriptions,
+                listing_and_deleting_subscriptions,
+                next_waits_then_wakes_on_append,
+                group_commit_stores_every_concurrent_append_once,
+                park_keeps_events_for_the_operator,
+            );
+        }
+    };
+    (@tests $factory:path; $($body:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $body() {
+                let Some(backend) = $factory().await else {
+                    return;
+                };
+                super::$body(backend).await;
+            }
+        )*
+    };
+}
+
+conformance!(memory, crate::common::memory);
+#[cfg(feature = "sqlite")]
+conformance!(sqlite, crate::common::sqlite);
+
+async fn publish_then_consume(b: Box<dyn Backend>) {
+    let (ch, broker, trigger) = (b.channel(), key("b"), key("t"));
+    ch.ensure_log(&broker).await.unwrap();
+    ch.ensure_log(&broker).await.unwrap(); // idempotent
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    ch.append(&broker, events(1, 3)).await.unwrap();
+    ch.append(&broker, events(4, 5)).await.unwrap();
+    ch.append(&broker, Vec::new()).await.unwrap();
+    assert_eq!(ch.backlog(&broker, &trigger).await.unwrap(), 5);
+    let got = take(&mut sub, 5).await;
+    let sent = events(1, 5);
+    assert_eq!(
+        got.iter().map(|d| &d.event).collect::<Vec<_>>(),
+        sent.iter().collect::<Vec<_>>(),
+        "events come back whole and in order"
+    );
+    got.into_iter().for_each(|d| d.ack.ack());
+    assert_eq!(ch.backlog(&broker, &trigger).await.unwrap(), 0);
+    assert_idle(&mut sub).await;
+}
+
+async fn next_never_returns_more_than_max(b: Box<dyn Backend>) {
+    let (ch, broker) = (b.channel(), key("b"));
+    ch.ensure_log(&broker).await.unwrap();
+    let mut sub = ch.subscribe(&broker, &key("t")).await.unwrap();
+    ch.append(&broker, events(1, 10)).await.unwrap();
+    assert!(sub.next(0).await.unwrap().is_empty());
+    let mut seen = Vec::new();
+    for max in [3, 1, 2, 100] {
+        let batch = sub.next(max).await.unwrap();
+        assert!(
+            !batch.is_empty() && batch.len() <= max,
+            "max {max}: {}",
+            batch.len()
+        );
+        seen.extend(ids(&batch));
+    }
+    assert_eq!(seen, id_range(1, 10));
+}
+
+async fn triggers_have_independent_cursors(b: Box<dyn Backend>) {
+    let (ch, broker, one, two) = (b.channel(), key("b"), key("one"), key("two"));
+    ch.ensure_log(&broker).await.unwrap();
+    let mut first = ch.subscribe(&broker, &one).await.unwrap();
+    let mut second = ch.subscribe(&broker, &two).await.unwrap();
+    ch.append(&broker, events(1, 4)).await.unwrap();
+    take(&mut first, 4)
+        .await
+        .into_iter()
+        .for_each(|d| d.ack.ack());
+    let early = take(&mut second, 2).await;
+    assert_eq!(ids(&early), id_range(1, 2));
+    early.into_iter().for_each(|d| d.ack.ack());
+    assert_eq!(ch.backlog(&broker, &one).await.unwrap(), 0);
+    assert_eq!(ch.backlog(&broker, &two).await.unwrap(), 2);
+    assert_eq!(ids(&take(&mut second, 2).await), id_range(3, 4));
+}
+
+async fn new_trigger_starts_at_the_end(b: Box<dyn Backend>) {
+    let (ch, broker, late) = (b.channel(), key("b"), key("late"));
+    ch.ensure_log(&broker).await.unwrap();
+    let _early = ch.subscribe(&broker, &key("early")).await.unwrap();
+    ch.append(&broker, events(1, 3)).await.unwrap();
+    assert_eq!(
+        ch.backlog(&broker, &late).await.unwrap(),
+        0,
+        "never subscribed"
+    );
+    let mut sub = ch.subscribe(&broker, &late).await.unwrap();
+    assert_eq!(ch.backlog(&broker, &late).await.unwrap(), 0);
+    ch.append(&broker, events(4, 5)).await.unwrap();
+    assert_eq!(ch.backlog(&broker, &late).await.unwrap(), 2);
+    assert_eq!(ids(&take(&mut sub, 2).await), id_range(4, 5));
+    assert_idle(&mut sub).await;
+}
+
+async fn unacked_events_are_redelivered_after_resubscribe(b: Box<dyn Backend>) {
+    let (ch, broker, trigger) = (b.channel(), key("b"), key("t"));
+    ch.ensure_log(&broker).await.unwrap();
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    ch.append(&broker, events(1, 5)).await.unwrap();
+    let mut got = take(&mut sub, 5).await.into_iter();
+    got.next().unwrap().ack.ack();
+    got.next().unwrap().ack.ack();
+    drop(got); // 3, 4 and 5 are dropped without an ack
+    drop(sub);
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    assert_eq!(ids(&take(&mut sub, 3).await), id_range(3, 5));
+    assert_idle(&mut sub).await;
+}
+
+async fn out_of_order_acks_commit_below_the_lowest_unacked(b: Box<dyn Backend>) {
+    let (ch, broker, trigger) = (b.channel(), key("b"), key("t"));
+    ch.ensure_log(&broker).await.unwrap();
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    ch.append(&broker, events(1, 5)).await.unwrap();
+    let mut got: Vec<_> = take(&mut sub, 5).await.into_iter().map(Some).collect();
+    let mut ack = |i: usize| got[i - 1].take().unwrap().ack.ack();
+    for i in [5, 2, 4] {
+        ack(i);
+    }
+    assert_eq!(
+        ch.backlog(&broker, &trigger).await.unwrap(),
+        5,
+        "1 is unacked"
+    );
+    ack(1);
+    assert_eq!(
+        ch.backlog(&broker, &trigger).await.unwrap(),
+        3,
+        "3 is unacked"
+    );
+    drop(got); // 3 is never acked
+    drop(sub);
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    assert_eq!(
+        ids(&take(&mut sub, 3).await),
+        id_range(3, 5),
+        "everything above the lowest unacked is delivered again"
+    );
+    assert_idle(&mut sub).await;
+}
+
+async fn acked_cursor_survives_reopen(mut b: Box<dyn Backend>) {
+    let (broker, trigger) = (key("b"), key("t"));
+    let ch = b.channel();
+    ch.ensure_log(&broker).await.unwrap();
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    ch.append(&broker, events(1, 6)).await.unwrap();
+    let got = take(&mut sub, 6).await;
+    got.into_iter().take(4).for_each(|d| d.ack.ack());
+    drop((sub, ch));
+    b.reopen().await;
+    let ch = b.channel();
+    assert_eq!(ch.logs().await.unwrap(), vec![broker.clone()]);
+    assert_eq!(
+        ch.subscriptions(&broker).await.unwrap(),
+        vec![trigger.clone()]
+    );
+    assert_eq!(ch.backlog(&broker, &trigger).await.unwrap(), 2);
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    assert_eq!(ids(&take(&mut sub, 2).await), id_range(5, 6));
+    ch.append(&broker, vec![event(7)]).await.unwrap();
+    assert_eq!(ids(&take(&mut sub, 1).await), id_range(7, 7));
+    assert_eq!(ch.backlog(&broker, &trigger).await.unwrap(), 3);
+}
+
+async fn numbering_continues_after_retention_and_reopen(mut b: Box<dyn Backend>) {
+    let (broker, trigger) = (key("b"), key("t"));
+    let ch = b.channel();
+    ch.ensure_log(&broker).await.unwrap();
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    ch.append(&broker, events(1, 3)).await.unwrap();
+    take(&mut sub, 3)
+        .await
+        .into_iter()
+        .for_each(|d| d.ack.ack());
+    b.compact().await;
+    assert_eq!(b.stored_events(&broker).await, 0);
+    drop((sub, ch));
+    b.reopen().await;
+    let ch = b.channel();
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    // Were numbering to restart at 1, the cursor (at 3) would hide these events.
+    ch.append(&broker, events(4, 5)).await.unwrap();
+    assert_eq!(ch.backlog(&broker, &trigger).await.unwrap(), 2);
+    assert_eq!(ids(&take(&mut sub, 2).await), id_range(4, 5));
+}
+
+async fn retention_keeps_what_a_cursor_has_not_passed(b: Box<dyn Backend>) {
+    let (ch, broker, fast, slow) = (b.channel(), key("b"), key("fast"), key("slow"));
+    ch.ensure_log(&broker).await.unwrap();
+    let mut quick = ch.subscribe(&broker, &fast).await.unwrap();
+    let mut lagging = ch.subscribe(&broker, &slow).await.unwrap();
+    ch.append(&broker, events(1, 10)).await.unwrap();
+    take(&mut quick, 10)
+        .await
+        .into_iter()
+        .for_each(|d| d.ack.ack());
+    let got = take(&mut lagging, 10).await;
+    for (i, d) in got.into_iter().enumerate() {
+        if i < 4 || i == 5 {
+            d.ack.ack(); // 1..=4 and 6; 5 stays unacked
+        }
+    }
+    b.compact().await;
+    assert_eq!(
+        b.stored_events(&broker).await,
+        6,
+        "5..=10 are not passed by `slow`"
+    );
+    drop(lagging);
+    let mut lagging = ch.subscribe(&broker, &slow).await.unwrap();
+    assert_eq!(ids(&take(&mut lagging, 6).await), id_range(5, 10));
+    drop(lagging);
+    ch.delete_subscription(&broker, &slow).await.unwrap();
+    b.compact().await;
+    assert_eq!(
+        b.stored_events(&broker).await,
+        0,
+        "`fast` passed everything"
+    );
+
+    let lonely = key("no-triggers");
+    ch.ensure_log(&lonely).await.unwrap();
+    ch.append(&lonely, events(1, 3)).await.unwrap();
+    b.compact().await;
+    assert_eq!(
+        b.stored_events(&lonely).await,
+        0,
+        "a log without cursors keeps nothing"
+    );
+    let mut sub = ch.subscribe(&lonely, &key("t")).await.unwrap();
+    ch.append(&lonely, vec![event(4)]).await.unwrap();
+    assert_eq!(ids(&take(&mut sub, 1).await), id_range(4, 4));
+}
+
+async fn unknown_broker_is_an_error(b: Box<dyn Backend>) {
+    let (ch, nobody) = (b.channel(), key("nobody"));
+    let err = ch.append(&nobody, events(1, 1)).await.unwrap_err();
+    assert!(matches!(&err, ChannelError::UnknownLog { broker } if *broker == nobody));
+    assert!(!err.is_retriable());
+    assert!(matches!(
+        ch.subscribe(&nobody, &key("t")).await.err(),
+        Some(ChannelError::UnknownLog { .. })
+    ));
+    assert!(matches!(
+        ch.backlog(&nobody, &key("t")).await,
+        Err(ChannelError::UnknownLog { .. })
+    ));
+    assert!(matches!(
+        ch.subscriptions(&nobody).await,
+        Err(ChannelError::UnknownLog { .. })
+    ));
+    ch.delete_log(&nobody).await.unwrap();
+    ch.delete_subscription(&nobody, &key("t")).await.unwrap();
+}
+
+async fn delete_log_ends_subscriptions(b: Box<dyn Backend>) {
+    let (ch, broker, trigger) = (b.channel(), key("b"), key("t"));
+    ch.ensure_log(&broker).await.unwrap();
+    ch.ensure_log(&key("other")).await.unwrap();
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    ch.append(&broker, events(1, 2)).await.unwrap();
+    take(&mut sub, 2)
+        .await
+        .into_iter()
+        .for_each(|d| d.ack.ack());
+    let waiting = tokio::spawn(async move { sub.next(10).await.map(|d| d.len()) });
+    ch.delete_log(&broker).await.unwrap();
+    let ended = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    assert!(
+        matches!(ended, Err(ChannelError::UnknownLog { .. })),
+        "{ended:?}"
+    );
+    assert_eq!(ch.logs().await.unwrap(), vec![key("other")]);
+    assert!(matches!(
+        ch.append(&broker, events(3, 3)).await,
+        Err(ChannelError::UnknownLog { .. })
+    ));
+
+    // A re-created log is a new, empty one: no cursors, new triggers start at its end.
+    ch.ensure_log(&broker).await.unwrap();
+    assert!(ch.subscriptions(&broker).await.unwrap().is_empty());
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    assert_eq!(ch.backlog(&broker, &trigger).await.unwrap(), 0);
+    ch.append(&broker, events(10, 11)).await.unwrap();
+    assert_eq!(ids(&take(&mut sub, 2).await), id_range(10, 11));
+}
+
+async fn listing_and_deleting_subscriptions(b: Box<dyn Backend>) {
+    let ch = b.channel();
+    assert!(ch.logs().await.unwrap().is_empty());
+    let broker = key("b");
+    ch.ensure_log(&key("z")).await.unwrap();
+    ch.ensure_log(&broker).await.unwrap();
+    assert_eq!(ch.logs().await.unwrap(), vec![broker.clone(), key("z")]);
+    let mut gone = ch.subscribe(&broker, &key("gone")).await.unwrap();
+    let _kept = ch.subscribe(&broker, &key("kept")).await.unwrap();
+    assert_eq!(
+        ch.subscriptions(&broker).await.unwrap(),
+        vec![key("gone"), key("kept")]
+    );
+    ch.append(&broker, events(1, 2)).await.unwrap();
+    take(&mut gone, 1).await; // handed out, never acked
+    drop(gone);
+    ch.delete_subscription(&broker, &key("gone")).await.unwrap();
+    assert_eq!(ch.subscriptions(&broker).await.unwrap(), vec![key("kept")]);
+    // Re-created, the trigger starts at the end like a new one.
+    let mut again = ch.subscribe(&broker, &key("gone")).await.unwrap();
+    assert_eq!(ch.backlog(&broker, &key("gone")).await.unwrap(), 0);
+    assert_idle(&mut again).await;
+}
+
+async fn next_waits_then_wakes_on_append(b: Box<dyn Backend>) {
+    let (ch, broker) = (b.channel(), key("b"));
+    ch.ensure_log(&broker).await.unwrap();
+    let mut sub = ch.subscribe(&broker, &key("t")).await.unwrap();
+    let mut waiting = tokio::spawn(async move { sub.next(10).await.map(|d| ids(&d)) });
+    assert!(
+        tokio::time::timeout(IDLE, &mut waiting).await.is_err(),
+        "next returned with nothing appended"
+    );
+    ch.append(&broker, vec![event(1)]).await.unwrap();
+    let woke = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    assert_eq!(woke.unwrap(), id_range(1, 1));
+}
+
+async fn group_commit_stores_every_concurrent_append_once(b: Box<dyn Backend>) {
+    let (ch, broker) = (b.channel(), key("b"));
+    ch.ensure_log(&broker).await.unwrap();
+    let mut sub = ch.subscribe(&broker, &key("t")).await.unwrap();
+    let appends: Vec<_> = (1..=200)
+        .map(|i| {
+            let (ch, broker) = (Arc::clone(&ch), broker.clone());
+            // Every tenth request carries three events.
+            let batch = if i % 10 == 0 {
+                vec![event(i), event(1000 + i), event(2000 + i)]
+            } else {
+                vec![event(i)]
+            };
+            tokio::spawn(async move { ch.append(&broker, batch).await })
+        })
+        .collect();
+    for append in appends {
+        append.await.unwrap().unwrap();
+    }
+    let total = 200 + 2 * 20;
+    let got = take(&mut sub, total).await;
+    let unique: HashSet<_> = ids(&got).into_iter().collect();
+    assert_eq!(unique.len(), total, "every event exactly once");
+    for i in (10..=200).step_by(10) {
+        let pos = |id: String| got.iter().position(|d| d.event.id() == id).unwrap();
+        let (a, b, c) = (
+            pos(format!("e{i}")),
+            pos(format!("e{}", 1000 + i)),
+            pos(format!("e{}", 2000 + i)),
+        );
+        assert!(
+            a + 1 == b && b + 1 == c,
+            "a request's events stay together, in order"
+        );
+    }
+    got.into_iter().for_each(|d| d.ack.ack());
+    assert_eq!(ch.backlog(&broker, &key("t")).await.unwrap(), 0);
+    assert_idle(&mut sub).await;
+}
+
+async fn park_keeps_events_for_the_operator(mut b: Box<dyn Backend>) {
+    let (broker, trigger) = (key("b"), key("t"));
+    let ch = b.channel();
+    ch.ensure_log(&broker).await.unwrap();
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+    ch.park(
+        &broker,
+        &trigger,
+        &event(1),
+        "dead-letter sink answered 503",
+    )
+    .await
+    .unwrap();
+    ch.park(&broker, &trigger, &event(2), "dead-letter sink unreachable")
+        .await
+        .unwrap();
+    drop(ch);
+    b.reopen().await;
+    let ch = b.channel();
+    ch.delete_log(&broker).await.unwrap(); // parked events outlive the log
+    let parked = ch.parked(&broker).await.unwrap();
+    assert_eq!(parked.len(), 2);
+    assert_eq!(parked[0].trigger, trigger);
+    assert_eq!(parked[0].reason, "dead-letter sink answered 503");
+    assert_eq!(parked[0].event, event(1));
+    assert_eq!(parked[1].event, event(2));
+    assert!(parked[0].parked_at >= before);
+    assert!(ch.parked(&key("other")).await.unwrap().is_empty());
+}
