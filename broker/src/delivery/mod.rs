@@ -1,0 +1,211 @@
+//! Delivery: sending one event to one sink with Knative's delivery semantics.
+//!
+//! A [`SinkService`] is built once per trigger (and once for its dead-letter sink) from the
+//! DeliverySpec by [`sink_service`], as a tower stack composed in one function, `stack`:
+//!
+//! ```text
+//! retry    DeliverySpec: retry cap, backoff, Retry-After          (policy.rs)
+//! attempt  number, span, metrics; classify; store a 200's reply   (attempt.rs, reply.rs)
+//! timeout  DeliverySpec `timeout`, per attempt                    (tower)
+//! sink     POST with reqwest: binary or structured, Prefer: reply (http.rs)
+//! ```
+//!
+//! [`SinkService::deliver`] runs the whole retry loop and returns an [`Outcome`]. On a
+//! failure the dispatcher builds the dead letter with [`dead_letter_event`] and delivers it
+//! through the dead-letter sink's own `SinkService`.
+//!
+//! # Layout
+//! - `classify`: [`ResponseClass`], status codes to success / retry / fail.
+//! - `backoff`: [`Backoff`], the wait before each retry.
+//! - `policy`: the `tower::retry::Policy` (retry cap, backoff, Retry-After).
+//! - `attempt`: the per-attempt layer (span, metrics, judging the response).
+//! - `reply`: judging a response; [`ReplySink`], where replies go.
+//! - `http`: the encoded request, the response, the reqwest service, [`http_client`].
+//! - `dead_letter`: [`dead_letter_event`] and its error extensions.
+//! - `error`: [`DeliveryError`], why an attempt failed.
+
+mod attempt;
+mod backoff;
+mod classify;
+mod dead_letter;
+mod error;
+mod http;
+mod policy;
+mod reply;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::http::StatusCode;
+use bytes::Bytes;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tracing::Instrument;
+use url::Url;
+use weft_config::{DeliveryConfig, Event, EventFormat};
+
+use self::attempt::AttemptLayer;
+use self::http::{HttpSink, Outgoing, SinkResponse};
+use self::policy::DeliveryPolicy;
+
+pub use self::backoff::Backoff;
+pub use self::classify::ResponseClass;
+pub use self::dead_letter::{ERROR_CODE, ERROR_DATA, ERROR_DEST, dead_letter_event};
+pub use self::error::DeliveryError;
+pub use self::http::http_client;
+pub use self::reply::{ReplyError, ReplySink};
+
+/// Attempts made to deliver events (labels: `outcome`: `delivered`, `status_retriable`,
+/// `status_permanent`, `timeout`, `transport`, `malformed_reply`, `reply_not_stored`).
+pub const ATTEMPTS: &str = "weft_delivery_attempts_total";
+/// How long each attempt took, reply storage included (labels: `outcome`, as
+/// [`ATTEMPTS`]).
+pub const ATTEMPT_DURATION: &str = "weft_delivery_attempt_duration_seconds";
+
+/// How delivering an event ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The sink accepted the event (and its reply, if any, was stored).
+    Delivered {
+        /// The sink's 2xx status.
+        status: u16,
+        /// Attempts made, the successful one included.
+        attempts: u32,
+    },
+    /// The sink did not accept the event: retries are spent or the failure is permanent.
+    Failed(Failure),
+}
+
+/// Why an event was not delivered: the last attempt's failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The last HTTP status (502 for a malformed reply); `None` for a connection error, a
+    /// timeout or a reply that could not be stored.
+    pub status: Option<u16>,
+    /// The last response body (at most 1 MiB of it); empty when there was none.
+    pub body: Bytes,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Whether the last failure was retriable (retries ran out) rather than permanent.
+    pub retriable: bool,
+    /// The failure for logs: `503 Service Unavailable`, `timed out after 1s`, …
+    pub reason: String,
+}
+
+impl Failure {
+    fn new(error: &DeliveryError, attempts: u32) -> Self {
+        Failure {
+            status: error.status().map(|s| s.as_u16()),
+            body: error.body(),
+            attempts,
+            retriable: error.is_retriable(),
+            reason: error.describe(),
+        }
+    }
+}
+
+/// Delivers events to one sink with one DeliverySpec. Cheap to clone and shareable: every
+/// [`deliver`](SinkService::deliver) call runs on its own clone of the stack.
+#[derive(Clone)]
+pub struct SinkService {
+    /// The whole stack, boxed so that its type does not depend on the inner service.
+    stack: BoxCloneSyncService<Arc<Outgoing>, StatusCode, DeliveryError>,
+    /// The sink's URL, for spans and dead letters.
+    url: Arc<Url>,
+    /// Binary or structured mode.
+    format: EventFormat,
+}
+
+impl fmt::Debug for SinkService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkService")
+            .field("url", &self.url.as_str())
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SinkService {
+    /// Delivers `event`, retrying as the DeliverySpec allows, and returns how it ended.
+    /// The event goes out without `knativebrokerttl`; the reply sink sees it whole.
+    pub async fn deliver(&self, event: Event) -> Outcome {
+        let span = tracing::debug_span!("deliver", event = event.id(), url = %self.url);
+        let outgoing = Arc::new(Outgoing::encode(event, self.format));
+        let result = self
+            .stack
+            .clone()
+            .oneshot(outgoing.clone())
+            .instrument(span)
+            .await;
+        match result {
+            Ok(status) => Outcome::Delivered {
+                status: status.as_u16(),
+                attempts: outgoing.attempts(),
+            },
+            Err(error) => Outcome::Failed(Failure::new(&error, outgoing.attempts())),
+        }
+    }
+
+    /// The sink's URL: the `failed_target` of a dead letter.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+}
+
+/// Builds the delivery service for the sink at `url` from a DeliverySpec. Replies of 200
+/// responses go to `replies`; with `None` (a dead-letter sink) response bodies are ignored.
+pub fn sink_service(
+    client: reqwest::Client,
+    url: Url,
+    config: &DeliveryConfig,
+    replies: Option<Arc<dyn ReplySink>>,
+) -> SinkService {
+    let url = Arc::new(url);
+    stack(HttpSink::new(client, url.clone()), url, config, replies)
+}
+
+/// Composes the delivery stack over `sink`, the service that performs one HTTP exchange.
+/// [`sink_service`] passes the reqwest sink; tests pass a scripted one.
+pub(crate) fn stack<S>(
+    sink: S,
+    url: Arc<Url>,
+    config: &DeliveryConfig,
+    replies: Option<Arc<dyn ReplySink>>,
+) -> SinkService
+where
+    S: Service<Arc<Outgoing>, Response = SinkResponse, Error = DeliveryError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let limit: Option<Duration> = config.timeout;
+    let service = ServiceBuilder::new()
+        // Retry: up to `retry` more attempts after a retriable failure, each after the
+        // backoff (or a 429/503's Retry-After, up to `retryAfterMax`). Outermost, so every
+        // layer below runs once per attempt.
+        .retry(DeliveryPolicy::new(config))
+        // Attempt: numbers and traces the attempt, classifies the response, stores a 200's
+        // reply (a failure to store fails the attempt) and records the attempt's metrics.
+        .layer(AttemptLayer::new(replies))
+        // The timeout layer boxes errors: give them their type back (`Elapsed` becomes
+        // `DeliveryError::Timeout`).
+        .map_err(move |error: BoxError| DeliveryError::from_timeout_layer(error, limit))
+        // Timeout: the DeliverySpec's `timeout` bounds each attempt, response body
+        // included, not the whole retry loop. Without one, attempts are unbounded.
+        .option_layer(limit.map(tower::timeout::TimeoutLayer::new))
+        // Box the sink's errors so that both arms of the optional timeout agree on one type.
+        .map_err(|error: DeliveryError| -> BoxError { Box::new(error) })
+        // The sink: one POST and its response.
+        .service(sink);
+    SinkService {
+        stack: BoxCloneSyncService::new(service),
+        url,
+        format: config.format,
+    }
+}
+
+#[cfg(test)]
+mod tests;
