@@ -1,1 +1,239 @@
-fn main() {}
+//! The `weft` command: parses arguments and hands over to the crates. No logic lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use weft_broker::DataPlaneOptions;
+use weft_controller::client::{self, SendMode, SendRequest};
+use weft_controller::standalone::{self, StandaloneOptions};
+
+/// Weft: a CloudEvents eventing fabric that runs Knative Brokers and Triggers.
+#[derive(Parser)]
+#[command(name = "weft", version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "WEFT_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role in one process from a folder of Knative manifests.
+    Up {
+        /// A manifest file or folder (watched for changes).
+        #[arg(short = 'f', long = "filename", env = "WEFT_MANIFESTS")]
+        manifests: PathBuf,
+        /// Where the embedded channel keeps its data.
+        #[arg(long, default_value = "./.weft", env = "WEFT_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Listen address for the ingress, health, metrics and admin API.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "WEFT_ADDR")]
+        addr: String,
+        /// Channel URL (default: sqlite://<data-dir>/weft.db).
+        #[arg(long, env = "WEFT_CHANNEL")]
+        channel: Option<String>,
+        /// Largest request body the ingress accepts, in bytes.
+        #[arg(long, default_value_t = 1024 * 1024, env = "WEFT_MAX_BODY_SIZE")]
+        max_body_size: usize,
+        /// Events in flight per trigger (a trigger's weft.dev/max-in-flight overrides it).
+        #[arg(long, default_value_t = 256, env = "WEFT_MAX_IN_FLIGHT")]
+        max_in_flight: usize,
+    },
+    /// Send one CloudEvent and print the response status.
+    Send {
+        /// The broker URL, e.g. http://127.0.0.1:8080/default/default.
+        url: String,
+        /// The event type.
+        #[arg(long = "type")]
+        ty: String,
+        /// The event source.
+        #[arg(long)]
+        source: String,
+        /// The event id (default: a random UUID).
+        #[arg(long)]
+        id: Option<String>,
+        /// JSON data.
+        #[arg(long)]
+        data: Option<String>,
+        /// An extension attribute as name=value (repeatable).
+        #[arg(long = "extension", short = 'e', value_parser = parse_pair)]
+        extensions: Vec<(String, String)>,
+        /// Content mode.
+        #[arg(long, value_enum, default_value = "binary")]
+        mode: Mode,
+    },
+    /// Show brokers or triggers of a running instance.
+    Get {
+        /// What to show.
+        #[arg(value_enum)]
+        what: Kind,
+        /// The instance's address.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "WEFT_ADDR")]
+        addr: String,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Binary,
+    Structured,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Brokers,
+    Triggers,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected name=value, got `{s}`"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up {
+            manifests,
+            data_dir,
+            addr,
+            channel,
+            max_body_size,
+            max_in_flight,
+        } => {
+            let options = StandaloneOptions {
+                manifests,
+                data_dir,
+                addr,
+                channel,
+                dataplane: DataPlaneOptions {
+                    max_body_size,
+                    max_in_flight,
+                },
+            };
+            standalone::run(options, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send {
+            url,
+            ty,
+            source,
+            id,
+            data,
+            extensions,
+            mode,
+        } => {
+            let request = SendRequest {
+                url,
+                ty,
+                source,
+                id,
+                data,
+                extensions,
+                mode: match mode {
+                    Mode::Binary => SendMode::Binary,
+                    Mode::Structured => SendMode::Structured,
+                },
+            };
+            let (status, body) = client::send(&request).await?;
+            println!("{status}");
+            if !body.trim().is_empty() {
+                println!("{}", body.trim_end());
+            }
+            Ok(if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Get { what, addr, output } => {
+            let text = match (what, output) {
+                (Kind::Brokers, Output::Table) => {
+                    client::brokers_table(&client::get_brokers(&addr).await?)
+                }
+                (Kind::Triggers, Output::Table) => {
+                    client::triggers_table(&client::get_triggers(&addr).await?)
+                }
+                (Kind::Brokers, Output::Json) => {
+                    serde_json::to_string_pretty(&client::get_brokers(&addr).await?)? + "\n"
+                }
+                (Kind::Triggers, Output::Json) => {
+                    serde_json::to_string_pretty(&client::get_triggers(&addr).await?)? + "\n"
+                }
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,1 +1,22 @@
-//! weft-controller
+//! Weft's control plane: turns desired state (Knative manifests) into a running data
+//! plane, and reports status.
+//!
+//! It decides *what* should run: which brokers exist, which triggers are ready, and why
+//! not; `weft-broker` does the running. Start with [`reconcile::Reconciler`], then
+//! [`standalone`] for how `weft up` wires everything together.
+//!
+//! # Layout
+//! - [`state`]: where desired state comes from (a watched folder now; Kubernetes later).
+//! - [`reconcile`]: applies desired state to the data plane, object by object.
+//! - [`status`]: readiness and reasons per object, served at `/_weft/v1/…`.
+//! - [`standalone`]: `weft up`: one process running every role.
+//! - [`client`]: `weft send` and `weft get`, talking to a running instance.
+
+pub mod client;
+mod error;
+pub mod reconcile;
+pub mod standalone;
+pub mod state;
+pub mod status;
+
+pub use error::ControllerError;

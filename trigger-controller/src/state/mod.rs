@@ -1,0 +1,27 @@
+//! Desired state: the brokers and triggers that should exist, from wherever they are kept.
+//!
+//! A source yields a complete snapshot each time something changes; the reconciler works
+//! out the difference. The folder source serves `weft up`; a Kubernetes source (watching
+//! Broker and Trigger resources) plugs in behind the same trait.
+
+mod folder;
+
+use async_trait::async_trait;
+pub use folder::FolderSource;
+pub use weft_config::manifest::Manifests;
+
+/// A stream of desired-state snapshots.
+#[async_trait]
+pub trait StateSource: Send {
+    /// The first snapshot at once, then one each time the desired state changes; `None`
+    /// when the source has ended.
+    async fn next(&mut self) -> Option<Manifests>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn state_source_is_object_safe() {
+        fn _f(_: &dyn super::StateSource) {}
+    }
+}

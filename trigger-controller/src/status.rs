@@ -1,0 +1,222 @@
+//! Status of every broker and trigger: ready or not, and why, as `weft get` shows it.
+//!
+//! The reconciler writes conditions here; the admin API (`GET /_weft/v1/brokers`,
+//! `GET /_weft/v1/triggers`) adds live figures from the data plane: backlog per trigger
+//! and outcome counts.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use weft_broker::DataPlane;
+use weft_config::ObjectKey;
+
+/// Readiness of one object, with the reason when it is not ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    /// Whether the object is ready.
+    pub ready: bool,
+    /// A short CamelCase reason when not ready (`BrokerDoesNotExist`, `InvalidManifest`…).
+    pub reason: Option<&'static str>,
+    /// A human sentence explaining the reason.
+    pub message: Option<String>,
+}
+
+impl Condition {
+    /// Ready.
+    pub fn ready() -> Self {
+        Condition {
+            ready: true,
+            reason: None,
+            message: None,
+        }
+    }
+
+    /// Not ready, with a reason and message.
+    pub fn not_ready(reason: &'static str, message: impl Into<String>) -> Self {
+        Condition {
+            ready: false,
+            reason: Some(reason),
+            message: Some(message.into()),
+        }
+    }
+}
+
+/// What the reconciler knows about a trigger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggerCondition {
+    /// The broker it names (empty when the manifest is unreadable).
+    pub broker: String,
+    /// The subscriber URL, when valid.
+    pub subscriber: Option<String>,
+    /// Readiness.
+    pub condition: Condition,
+}
+
+/// Conditions of all objects, shared between the reconciler and the admin API.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    inner: RwLock<Board>,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    base_url: String,
+    brokers: BTreeMap<ObjectKey, Condition>,
+    triggers: BTreeMap<ObjectKey, TriggerCondition>,
+}
+
+impl StatusBoard {
+    /// Sets the URL brokers are reachable under (`http://host:port`).
+    pub fn set_base_url(&self, url: impl Into<String>) {
+        self.write().base_url = url.into();
+    }
+    /// Records a broker's condition.
+    pub fn set_broker(&self, key: &ObjectKey, condition: Condition) {
+        self.write().brokers.insert(key.clone(), condition);
+    }
+    /// Forgets a deleted broker.
+    pub fn remove_broker(&self, key: &ObjectKey) {
+        self.write().brokers.remove(key);
+    }
+    /// Records a trigger's condition.
+    pub fn set_trigger(&self, key: &ObjectKey, condition: TriggerCondition) {
+        self.write().triggers.insert(key.clone(), condition);
+    }
+    /// Forgets a deleted trigger.
+    pub fn remove_trigger(&self, key: &ObjectKey) {
+        self.write().triggers.remove(key);
+    }
+    /// A trigger's recorded condition.
+    pub fn trigger(&self, key: &ObjectKey) -> Option<TriggerCondition> {
+        self.read().triggers.get(key).cloned()
+    }
+    /// A broker's recorded condition.
+    pub fn broker(&self, key: &ObjectKey) -> Option<Condition> {
+        self.read().brokers.get(key).cloned()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Board> {
+        // Writers only insert or remove single entries; a poisoned board is consistent.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Board> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A broker as `weft get brokers` reports it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrokerStatus {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Whether it accepts and routes events.
+    pub ready: bool,
+    /// Why it is not ready.
+    pub reason: Option<String>,
+    /// The URL producers post to.
+    pub address: String,
+}
+
+/// A trigger as `weft get triggers` reports it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TriggerStatus {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The broker it subscribes to.
+    pub broker: String,
+    /// Whether it delivers.
+    pub ready: bool,
+    /// Why it is not ready.
+    pub reason: Option<String>,
+    /// Where events go.
+    pub subscriber: Option<String>,
+    /// Events stored but not yet finished with.
+    pub backlog: u64,
+    /// Events the subscriber accepted.
+    pub delivered: u64,
+    /// Events sent to the dead-letter sink.
+    pub dead_lettered: u64,
+    /// Events kept because even the dead-letter sink failed.
+    pub parked: u64,
+    /// Events that failed with no dead-letter sink.
+    pub dropped: u64,
+}
+
+fn reason_text(c: &Condition) -> Option<String> {
+    match (c.reason, &c.message) {
+        (Some(r), Some(m)) => Some(format!("{r}: {m}")),
+        (Some(r), None) => Some(r.to_owned()),
+        (None, m) => m.clone(),
+    }
+}
+
+/// The admin API: `GET /_weft/v1/brokers` and `GET /_weft/v1/triggers`.
+pub fn router(board: Arc<StatusBoard>, dataplane: Arc<DataPlane>) -> Router {
+    Router::new()
+        .route("/_weft/v1/brokers", get(brokers))
+        .route("/_weft/v1/triggers", get(triggers))
+        .with_state((board, dataplane))
+}
+
+type AdminState = (Arc<StatusBoard>, Arc<DataPlane>);
+
+async fn brokers(State((board, _)): State<AdminState>) -> Json<Vec<BrokerStatus>> {
+    let b = board.read();
+    Json(
+        b.brokers
+            .iter()
+            .map(|(key, c)| BrokerStatus {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                ready: c.ready,
+                reason: reason_text(c),
+                address: format!("{}/{}/{}", b.base_url, key.namespace, key.name),
+            })
+            .collect(),
+    )
+}
+
+async fn triggers(State((board, dataplane)): State<AdminState>) -> Json<Vec<TriggerStatus>> {
+    let snapshot: Vec<(ObjectKey, TriggerCondition)> = board
+        .read()
+        .triggers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut out = Vec::with_capacity(snapshot.len());
+    for (key, t) in snapshot {
+        let broker = ObjectKey::new(key.namespace.clone(), t.broker.clone());
+        let backlog = if t.broker.is_empty() {
+            0
+        } else {
+            dataplane
+                .channel()
+                .backlog(&broker, &key)
+                .await
+                .unwrap_or(0)
+        };
+        let stats = dataplane.stats(&key);
+        out.push(TriggerStatus {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            broker: t.broker.clone(),
+            ready: t.condition.ready,
+            reason: reason_text(&t.condition),
+            subscriber: t.subscriber.clone(),
+            backlog,
+            delivered: stats.delivered,
+            dead_lettered: stats.dead_lettered,
+            parked: stats.parked,
+            dropped: stats.dropped,
+        });
+    }
+    Json(out)
+}
