@@ -119,6 +119,12 @@ impl Reply {
             .body(encode_structured(event))
     }
 
+    /// Changes the status, keeping headers and body (e.g. an event body with a 202).
+    pub fn status_code(mut self, code: u16) -> Self {
+        self.status = StatusCode::from_u16(code).expect("a valid status code");
+        self
+    }
+
     /// Adds a response header. Panics on an invalid name or value.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((
@@ -227,6 +233,7 @@ pub struct SinkBuilder {
     default: Responder,
     delay: Option<Duration>,
     record: bool,
+    addr: SocketAddr,
 }
 
 impl SinkBuilder {
@@ -274,11 +281,18 @@ impl SinkBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving.
+    /// Listens on this address instead of `127.0.0.1:0`: for a sink that comes up at a URL
+    /// a trigger already points to.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Binds (`127.0.0.1:0` unless told otherwise) and starts serving.
     pub async fn start(self) -> Sink {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(self.addr)
             .await
-            .expect("bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("bind {}: {e}", self.addr));
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");
@@ -375,6 +389,7 @@ impl Sink {
             default: Arc::new(|_| Reply::status(202)),
             delay: None,
             record: true,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 

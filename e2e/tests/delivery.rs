@@ -371,3 +371,115 @@ async fn trigger_delivery_replaces_the_brokers_as_a_whole() {
     );
     assert_eq!(sink.requests_to("/own-dls").len(), 1);
 }
+
+#[tokio::test]
+async fn retryable_statuses_are_retried_and_others_are_not() {
+    const RETRIED: [u16; 7] = [404, 408, 409, 429, 500, 502, 504];
+    const FINAL: [u16; 4] = [401, 403, 410, 422];
+    let mut sink = Sink::builder();
+    for code in RETRIED.into_iter().chain(FINAL) {
+        sink = sink.replies(&format!("/{code}"), [Reply::status(code)]);
+    }
+    let sink = sink.start().await;
+    let mut weft = Weft::builder().manifest(
+        "broker.yaml",
+        broker("default").delivery(
+            Delivery::new()
+                .retry(2)
+                .linear("PT0.05S")
+                .dead_letter_sink(sink.url("/dls")),
+        ),
+    );
+    for code in RETRIED.into_iter().chain(FINAL) {
+        weft = weft.manifest(
+            &format!("t{code}.yaml"),
+            trigger(&format!("t{code}")).subscriber(sink.url(&format!("/{code}"))),
+        );
+    }
+    let weft = weft.start().await;
+    let sent = send_one(&weft, "com.example.classify").await;
+
+    let dead = sink.wait_for_path("/dls", FINAL.len(), secs(10)).await;
+    for code in RETRIED {
+        let attempts = sink.wait_for_path(&format!("/{code}"), 2, secs(10)).await;
+        assert!(attempts.iter().all(|a| a.id() == sent.id()));
+    }
+    sink.wait_quiet(ms(500), secs(10)).await;
+    for code in RETRIED {
+        let n = sink.requests_to(&format!("/{code}")).len();
+        assert_eq!(n, 2, "{code} is retried once, then the default 202 ends it");
+    }
+    for code in FINAL {
+        let n = sink.requests_to(&format!("/{code}")).len();
+        assert_eq!(n, 1, "{code} is not retried");
+    }
+    let mut codes: Vec<String> = dead
+        .iter()
+        .map(|d| d.ext("knativeerrorcode").unwrap())
+        .collect();
+    codes.sort();
+    assert_eq!(codes, FINAL.map(|c| c.to_string()), "dead-lettered codes");
+}
+
+#[tokio::test]
+async fn a_sink_that_is_down_at_first_gets_the_event_once_it_is_up() {
+    // Reserve a port, then free it: nothing listens there until the sink starts below.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "t.yaml",
+            trigger("t1")
+                .subscriber(format!("http://{port}/later"))
+                .delivery(Delivery::new().retry(10).linear("PT0.1S")),
+        )
+        .start()
+        .await;
+    let sent = send_one(&weft, "com.example.later").await;
+    tokio::time::sleep(ms(700)).await;
+    let sink = Sink::builder().bind(port).start().await;
+    let got = sink.wait_for_path("/later", 1, secs(10)).await;
+    assert_eq!(got[0].id(), sent.id(), "connection errors are retried");
+    weft.wait_for_trigger("t1", secs(5), |t| t.delivered == 1)
+        .await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_up_to_retry_after_max() {
+    let busy = || Reply::status(429).header("retry-after", "1");
+    let sink = Sink::builder()
+        .replies("/honoured", [busy()])
+        .replies("/capped", [busy()])
+        .start()
+        .await;
+    let delivery = |max: &str| {
+        Delivery::new()
+            .retry(1)
+            .linear("PT0.05S")
+            .retry_after_max(max)
+    };
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "honoured.yaml",
+            trigger("honoured")
+                .subscriber(sink.url("/honoured"))
+                .delivery(delivery("PT5S")),
+        )
+        .manifest(
+            "capped.yaml",
+            trigger("capped")
+                .subscriber(sink.url("/capped"))
+                .delivery(delivery("PT0.3S")),
+        )
+        .start()
+        .await;
+    send_one(&weft, "com.example.busy").await;
+    let honoured = sink.wait_for_path("/honoured", 2, secs(10)).await;
+    assert_gaps(&honoured, &[secs(1)]);
+    let capped = sink.wait_for_path("/capped", 2, secs(10)).await;
+    assert_gaps(&capped, &[ms(300)]);
+}

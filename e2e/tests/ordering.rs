@@ -113,3 +113,24 @@ async fn an_unordered_trigger_delivers_concurrently_up_to_its_limit() {
         "max-in-flight 3 allows up to 3 at once: {limited}"
     );
 }
+
+#[tokio::test]
+async fn max_in_flight_flag_limits_every_trigger() {
+    let sink = Sink::builder().delay(ms(150)).start().await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest("t.yaml", trigger("t").subscriber(sink.url("/t")))
+        .arg("--max-in-flight")
+        .arg("2")
+        .start()
+        .await;
+    let url = weft.url("default", "default");
+    let producer = Producer::new();
+    let events: Vec<_> = (0..10).map(|_| event("com.example.work").build()).collect();
+    let sends = events.iter().map(|e| producer.send(&url, e));
+    for sent in futures::future::join_all(sends).await {
+        assert_eq!(sent.unwrap().status, StatusCode::ACCEPTED);
+    }
+    sink.wait_for_path("/t", 10, secs(30)).await;
+    assert_eq!(sink.max_in_flight("/t"), 2, "--max-in-flight 2");
+}

@@ -130,3 +130,43 @@ async fn a_reply_loop_without_a_ttl_stops_after_255_hops() {
     println!("deliveries in the loop: {}", all.len());
     assert_eq!(all.len(), 255, "the default hop limit is 255");
 }
+
+#[tokio::test]
+async fn an_event_in_a_202_response_is_not_a_reply() {
+    let sink = Sink::builder()
+        .respond("/accepting", |_| {
+            Reply::event(&event("order.confirmed").build()).status_code(202)
+        })
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "placed.yaml",
+            trigger("placed")
+                .subscriber(sink.url("/accepting"))
+                .filter_attr("type", "order.placed"),
+        )
+        .manifest(
+            "confirmed.yaml",
+            trigger("confirmed")
+                .subscriber(sink.url("/confirmed"))
+                .filter_attr("type", "order.confirmed"),
+        )
+        .start()
+        .await;
+    let url = weft.url("default", "default");
+    Producer::new()
+        .send(&url, &event("order.placed").build())
+        .await
+        .unwrap();
+    // A marker sent after it: once the marker is through, a reply would have been too.
+    let marker = event("order.confirmed").build();
+    Producer::new().send(&url, &marker).await.unwrap();
+    sink.wait_for_path("/accepting", 1, secs(10)).await;
+    sink.wait_for_path("/confirmed", 1, secs(10)).await;
+    sink.wait_quiet(ms(700), secs(10)).await;
+    let confirmed = sink.requests_to("/confirmed");
+    assert_eq!(confirmed.len(), 1, "only the marker: {confirmed:?}");
+    assert_eq!(confirmed[0].id(), marker.id());
+}
