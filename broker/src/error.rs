@@ -17,7 +17,7 @@ pub enum BrokerError {
         #[source]
         source: ChannelError,
     },
-    /// The trigger's filter cannot be evaluated.
+    /// The trigger's filter is invalid (e.g. a CESQL syntax error).
     #[error("trigger {trigger}: {source}")]
     Filter {
         /// The trigger.
@@ -39,7 +39,7 @@ impl BrokerError {
     pub fn reason(&self) -> &'static str {
         match self {
             BrokerError::Channel { .. } => "ChannelUnavailable",
-            BrokerError::Filter { .. } => "FilterNotSupported",
+            BrokerError::Filter { .. } => "InvalidFilter",
             BrokerError::BrokerDoesNotExist { .. } => "BrokerDoesNotExist",
         }
     }

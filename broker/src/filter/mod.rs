@@ -1,21 +1,68 @@
 //! Trigger filters: decide, per event, whether a trigger's subscriber gets it.
 //!
-//! A filter is compiled once when the trigger is applied and evaluated for every event
-//! without allocating or copying event data. This version evaluates Knative's legacy
-//! `spec.filter.attributes`; the Subscriptions API dialects of `spec.filters` are parsed and
-//! validated by `weft-config` but reported as not supported here.
+//! A filter is compiled once when the trigger is applied ([`Filter::compile`]) and
+//! evaluated for every event ([`Filter::matches`]) without re-parsing, allocating for the
+//! common dialects, or copying event data: attribute values are borrowed from the event.
+//!
+//! Which filter a trigger has, as Knative decides it: a non-empty `spec.filters` (the
+//! Subscriptions API dialects, entries ANDed) overrides `spec.filter.attributes` (the
+//! legacy exact-match map); with neither, every event matches.
+//!
+//! # Layout
+//! - this module: [`Filter`], the legacy attributes filter, [`FilterError`].
+//! - [`dialects`]: `exact`, `prefix`, `suffix`, `all`, `any`, `not`, `cesql`.
+//! - [`cesql`]: the CloudEvents SQL engine.
+//! - `text`: the string form of integer and boolean attributes, without allocating.
+
+pub mod cesql;
+pub mod dialects;
+mod text;
 
 use weft_config::TriggerConfig;
 use weft_config::event::{AttributeRef, Event};
 
-/// Why a trigger's filter cannot be used.
+pub use dialects::Dialect;
+use text::Text;
+
+/// Why a trigger's filter cannot be used. Each names the filter by its path in the
+/// Trigger (e.g. `spec.filters[2].cesql`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
-    /// The trigger uses `spec.filters`, which this version does not evaluate.
-    #[error(
-        "spec.filters (Subscriptions API dialects) is not supported yet; use spec.filter.attributes"
-    )]
-    DialectsNotSupported,
+    /// A `cesql` expression does not compile.
+    #[error("{filter}: invalid CloudEvents SQL expression {source}")]
+    Cesql {
+        /// The filter, e.g. `spec.filters[2].cesql`.
+        filter: String,
+        /// What is wrong, and where in the expression.
+        #[source]
+        source: cesql::CompileError,
+    },
+    /// An `exact`, `prefix` or `suffix` map is empty.
+    #[error("{filter} is empty; map at least one attribute to a value")]
+    NoAttributes {
+        /// The filter, e.g. `spec.filters[0].exact`.
+        filter: String,
+    },
+    /// An `exact`, `prefix` or `suffix` map has an empty attribute name.
+    #[error("{filter} has an empty attribute name; use an attribute such as type or source")]
+    EmptyAttributeName {
+        /// The filter, e.g. `spec.filters[0].exact`.
+        filter: String,
+    },
+    /// An `exact`, `prefix` or `suffix` map has an empty value.
+    #[error("{filter}[{attribute}] is empty; give the text to match")]
+    EmptyValue {
+        /// The filter, e.g. `spec.filters[0].prefix`.
+        filter: String,
+        /// The attribute whose value is empty.
+        attribute: String,
+    },
+    /// An `all` or `any` has no children.
+    #[error("{filter} has no filters; give at least one")]
+    NoChildren {
+        /// The filter, e.g. `spec.filters[1].any`.
+        filter: String,
+    },
 }
 
 /// A compiled trigger filter.
@@ -26,13 +73,21 @@ pub enum Filter {
     /// `spec.filter.attributes`: every listed attribute must be present; a non-empty value
     /// must equal the attribute exactly, `""` accepts any non-empty value.
     Attributes(Vec<(String, String)>),
+    /// `spec.filters`: every entry must match.
+    Dialects(Vec<Dialect>),
 }
 
 impl Filter {
     /// Compiles the trigger's filter.
     pub fn compile(trigger: &TriggerConfig) -> Result<Filter, FilterError> {
         if !trigger.filters.is_empty() {
-            return Err(FilterError::DialectsNotSupported);
+            return trigger
+                .filters
+                .iter()
+                .enumerate()
+                .map(|(i, filter)| Dialect::compile(filter, &format!("spec.filters[{i}]")))
+                .collect::<Result<_, _>>()
+                .map(Filter::Dialects);
         }
         if trigger.filter_attributes.is_empty() {
             return Ok(Filter::All);
@@ -55,35 +110,22 @@ impl Filter {
                     .iter()
                     .all(|(name, want)| match event.attribute(name) {
                         None => false,
-                        Some(AttributeRef::String(s)) => {
-                            if want.is_empty() {
-                                !s.is_empty()
-                            } else {
-                                s == want
-                            }
-                        }
-                        Some(other) => want.is_empty() || string_form_equals(other, want),
+                        Some(AttributeRef::String(s)) if want.is_empty() => !s.is_empty(),
+                        Some(_) if want.is_empty() => true,
+                        Some(value) => *Text::of_attribute(value) == **want,
                     })
             }
+            Filter::Dialects(entries) => entries.iter().all(|entry| entry.matches(event)),
         }
-    }
-}
-
-/// Compares a non-string attribute by its string form without allocating.
-fn string_form_equals(value: AttributeRef<'_>, want: &str) -> bool {
-    match value {
-        AttributeRef::String(s) => s == want,
-        AttributeRef::Integer(i) => want
-            .parse::<i32>()
-            .is_ok_and(|w| w == i && want == i.to_string()),
-        AttributeRef::Boolean(b) => want == if b { "true" } else { "false" },
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
-    use weft_config::AttributeValue;
+    use weft_config::{AttributeValue, ObjectKey, SubscriptionsFilter};
 
     fn filter(pairs: &[(&str, &str)]) -> Filter {
         Filter::Attributes(
@@ -103,6 +145,27 @@ mod tests {
         e
     }
 
+    fn trigger(attributes: &[(&str, &str)], filters: Vec<SubscriptionsFilter>) -> TriggerConfig {
+        TriggerConfig {
+            key: ObjectKey::new("default", "t"),
+            generation: None,
+            broker: "default".into(),
+            filter_attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            filters,
+            subscriber: "http://127.0.0.1:1/".parse().unwrap(),
+            delivery: None,
+            order: Default::default(),
+            max_in_flight: None,
+        }
+    }
+
+    fn exact(name: &str, value: &str) -> SubscriptionsFilter {
+        SubscriptionsFilter::Exact(BTreeMap::from([(name.to_string(), value.to_string())]))
+    }
+
     #[test]
     fn exact_values_are_case_sensitive() {
         assert!(filter(&[("type", "com.example.created")]).matches(&event()));
@@ -118,6 +181,7 @@ mod tests {
         assert!(filter(&[("source", "")]).matches(&event()));
         assert!(!filter(&[("subject", "")]).matches(&event()));
         assert!(!filter(&[("empty", "")]).matches(&event()));
+        assert!(filter(&[("priority", "")]).matches(&event()));
     }
 
     #[test]
@@ -126,5 +190,68 @@ mod tests {
         assert!(filter(&[("priority", "5")]).matches(&event()));
         assert!(!filter(&[("priority", "05")]).matches(&event()));
         assert!(Filter::All.matches(&event()));
+    }
+
+    #[test]
+    fn no_filter_matches_everything() {
+        assert_eq!(Filter::compile(&trigger(&[], vec![])), Ok(Filter::All));
+    }
+
+    #[test]
+    fn non_empty_filters_override_the_legacy_filter() {
+        // The legacy filter would reject the event; spec.filters accepts it and wins.
+        let both = trigger(
+            &[("type", "other")],
+            vec![exact("type", "com.example.created")],
+        );
+        let compiled = Filter::compile(&both).unwrap();
+        assert!(matches!(compiled, Filter::Dialects(_)));
+        assert!(compiled.matches(&event()));
+        // And the other way round.
+        let both = trigger(
+            &[("type", "com.example.created")],
+            vec![exact("type", "other")],
+        );
+        assert!(!Filter::compile(&both).unwrap().matches(&event()));
+        // Empty filters leave the legacy filter in charge.
+        let legacy = trigger(&[("type", "other")], vec![]);
+        assert!(!Filter::compile(&legacy).unwrap().matches(&event()));
+    }
+
+    #[test]
+    fn filters_entries_are_anded() {
+        let entries = vec![
+            exact("type", "com.example.created"),
+            SubscriptionsFilter::Cesql("priority > 3".into()),
+        ];
+        assert!(
+            Filter::compile(&trigger(&[], entries))
+                .unwrap()
+                .matches(&event())
+        );
+        let entries = vec![
+            exact("type", "com.example.created"),
+            SubscriptionsFilter::Cesql("priority > 5".into()),
+        ];
+        assert!(
+            !Filter::compile(&trigger(&[], entries))
+                .unwrap()
+                .matches(&event())
+        );
+    }
+
+    #[test]
+    fn errors_name_the_entry() {
+        let entries = vec![
+            exact("type", "a"),
+            exact("source", "b"),
+            SubscriptionsFilter::Cesql("type LIKE".into()),
+        ];
+        let error = Filter::compile(&trigger(&[], entries)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "spec.filters[2].cesql: invalid CloudEvents SQL expression at position 9: \
+             expected a string literal as the LIKE pattern, found the end of the expression"
+        );
     }
 }
