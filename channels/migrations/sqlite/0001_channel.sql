@@ -7,19 +7,21 @@ CREATE TABLE brokers (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     namespace TEXT    NOT NULL,
     name      TEXT    NOT NULL,
-    -- The highest sequence number ever appended; kept here because retention may delete
-    -- every event, and numbering must continue after a restart.
+    -- At least the highest sequence number retention has deleted. Retention may delete
+    -- every event, and numbering must continue after a restart: the log's head is the
+    -- larger of this and its highest stored event.
     head      INTEGER NOT NULL DEFAULT 0,
     UNIQUE (namespace, name)
 );
 
--- Events in append order, numbered 1, 2, 3, ... per broker. `body` is the storage codec
--- of weft_config::event::codec.
+-- Events in append order, numbered 1, 2, 3, ... per broker. The key packs both,
+-- `id = (broker_id << 40) | seq`, so the table is a single b-tree (the rowid) ordered by
+-- broker then sequence: a log is one contiguous key range, appends go to its end, and
+-- retention deletes a prefix of it. `body` is the storage codec of
+-- weft_config::event::codec.
 CREATE TABLE events (
-    broker_id INTEGER NOT NULL REFERENCES brokers (id) ON DELETE CASCADE,
-    seq       INTEGER NOT NULL,
-    body      BLOB    NOT NULL,
-    PRIMARY KEY (broker_id, seq)
+    id   INTEGER PRIMARY KEY,
+    body BLOB    NOT NULL
 );
 
 -- One cursor per trigger: every event with a sequence number <= seq is done.

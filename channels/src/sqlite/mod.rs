@@ -59,6 +59,23 @@ use crate::error::BoxError;
 use crate::{Channel, ChannelError, ChannelOptions, ParkedEvent, Subscription};
 
 const BACKEND: &str = "sqlite";
+/// Bits of an event's key that hold its sequence number; the broker id takes the rest.
+const SEQ_BITS: u32 = 40;
+/// The largest sequence number a log can hold (about 10^12 events).
+const MAX_SEQ: u64 = (1 << SEQ_BITS) - 1;
+/// How often the checkpointer copies the write-ahead log into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The `events` key of a broker's event: `(broker_id << 40) | seq`. A log's keys form the
+/// contiguous range `event_key(id, 0) .. event_key(id, MAX_SEQ)`.
+fn event_key(broker_id: i64, seq: u64) -> i64 {
+    (broker_id << SEQ_BITS) | (seq.min(MAX_SEQ) as i64)
+}
+
+/// The sequence number in an `events` key.
+fn seq_of(key: i64) -> u64 {
+    key as u64 & MAX_SEQ
+}
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections reading events for subscriptions and answering status queries.
@@ -74,6 +91,14 @@ pub struct SqliteChannel {
     /// The way to the writer; taken by `close`, after which calls fail with `Closed`.
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Copies the write-ahead log into the database file; aborted on close and drop.
+    checkpointer: JoinHandle<()>,
+}
+
+impl Drop for SqliteChannel {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
 }
 
 /// What the channel, its subscriptions and the writer share.
@@ -152,6 +177,29 @@ async fn migrate(options: SqliteConnectOptions) -> Result<(), BoxError> {
     Ok(result?)
 }
 
+/// Copies committed pages from the write-ahead log into the database file, on its own
+/// connection, so that the writer's commits never stop for a checkpoint (the writer runs
+/// with `wal_autocheckpoint=0`). A passive checkpoint waits for nobody; what it cannot
+/// copy yet it copies next time.
+async fn checkpoint(mut conn: sqlx::SqliteConnection, shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match shared.upgrade() {
+            Some(shared) if !shared.closed.load(Ordering::Acquire) => {}
+            _ => break,
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut conn)
+            .await
+        {
+            tracing::warn!(%error, "sqlite checkpoint failed; retrying");
+        }
+    }
+    let _ = sqlx::Connection::close(conn).await;
+}
+
 /// The file a `sqlite://PATH` URL names.
 fn path_of(url: &str) -> Result<PathBuf, ChannelError> {
     let invalid = |reason| ChannelError::InvalidUrl {
@@ -188,12 +236,17 @@ impl SqliteChannel {
         }
         let base = SqliteConnectOptions::new()
             .filename(&path)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Statement logging costs a measurable share of the append path.
+            .disable_statement_logging();
         let writer = base
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
+            .synchronous(SqliteSynchronous::Full)
+            // The checkpointer task copies the log into the database file, so commits
+            // never pause for a checkpoint.
+            .pragma("wal_autocheckpoint", "0");
         migrate(writer.clone()).await.map_err(failed)?;
         let mut conn = writer.connect().await.map_err(|e| failed(e.into()))?;
         let rows: Vec<(i64, String, String, i64)> =
@@ -201,16 +254,21 @@ impl SqliteChannel {
                 .fetch_all(&mut conn)
                 .await
                 .map_err(|e| failed(e.into()))?;
-        let brokers: HashMap<_, _> = rows
-            .into_iter()
-            .map(|(id, namespace, name, head)| {
-                let state = BrokerState {
-                    id,
-                    head_tx: watch::Sender::new(head as u64),
-                };
-                (ObjectKey::new(namespace, name), state)
-            })
-            .collect();
+        let mut brokers = HashMap::with_capacity(rows.len());
+        for (id, namespace, name, retained_head) in rows {
+            let stored: Option<i64> = sqlx::query_scalar(include_str!("sql/max_event.sql"))
+                .bind(event_key(id, 0))
+                .bind(event_key(id, MAX_SEQ))
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| failed(e.into()))?;
+            let head = stored.map_or(0, seq_of).max(retained_head as u64);
+            let state = BrokerState {
+                id,
+                head_tx: watch::Sender::new(head),
+            };
+            brokers.insert(ObjectKey::new(namespace, name), state);
+        }
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .min_connections(0)
@@ -225,6 +283,14 @@ impl SqliteChannel {
             closed: AtomicBool::new(false),
             commits: AtomicU64::new(0),
         });
+        let checkpointer = tokio::spawn(checkpoint(
+            writer
+                .clone()
+                .connect()
+                .await
+                .map_err(|e| failed(e.into()))?,
+            Arc::downgrade(&shared),
+        ));
         let (commands, queue) = mpsc::channel(QUEUE);
         let writer = Writer {
             conn,
@@ -232,11 +298,13 @@ impl SqliteChannel {
             commands: queue,
             max_batch: options.max_batch.max(1),
             retention_due: true,
+            flush_due: false,
         };
         Ok(SqliteChannel {
             shared,
             commands: Mutex::new(Some(commands)),
             writer: Mutex::new(Some(tokio::spawn(writer.run()))),
+            checkpointer,
         })
     }
 
@@ -260,7 +328,8 @@ impl SqliteChannel {
     pub async fn stored_events(&self, broker: &ObjectKey) -> Result<u64, ChannelError> {
         let (id, _) = self.shared.broker(broker)?;
         let count: i64 = sqlx::query_scalar(include_str!("sql/count_events.sql"))
-            .bind(id)
+            .bind(event_key(id, 0))
+            .bind(event_key(id, MAX_SEQ))
             .fetch_one(&self.shared.readers)
             .await
             .map_err(unavailable)?;
@@ -446,6 +515,7 @@ impl Channel for SqliteChannel {
         // Dropping the head senders wakes waiting subscriptions, which see `closed`.
         self.shared.brokers().clear();
         self.shared.readers.close().await;
+        self.checkpointer.abort();
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use weft_config::ObjectKey;
 use weft_config::event::codec;
 
-use super::{Shared, unavailable};
+use super::{MAX_SEQ, Shared, event_key, seq_of, unavailable};
 use crate::ack::SharedTracker;
 use crate::{ChannelError, Delivery, ParkedEvent, Subscription};
 
@@ -58,7 +58,7 @@ impl SqliteSubscription {
     fn hand_out(&self, rows: Vec<SqliteRow>) -> Result<Vec<Delivery>, ChannelError> {
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in rows {
-            let seq = row.try_get::<i64, _>(0).map_err(unavailable)? as u64;
+            let seq = seq_of(row.try_get::<i64, _>(0).map_err(unavailable)?);
             let body: Vec<u8> = row.try_get(1).map_err(unavailable)?;
             match codec::decode(Bytes::from(body)) {
                 Ok(event) => deliveries.push(Delivery {
@@ -91,8 +91,8 @@ impl Subscription for SqliteSubscription {
             let after = self.tracker.last_handed();
             if head > after {
                 let rows = sqlx::query(include_str!("sql/select_events.sql"))
-                    .bind(self.broker_id)
-                    .bind(after as i64)
+                    .bind(event_key(self.broker_id, after))
+                    .bind(event_key(self.broker_id, MAX_SEQ))
                     .bind(i64::try_from(max).unwrap_or(i64::MAX))
                     .fetch_all(&self.shared.readers)
                     .await

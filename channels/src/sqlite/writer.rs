@@ -20,16 +20,19 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, warn};
 use weft_config::ObjectKey;
 
-use super::{BACKEND, BrokerState, Shared, unavailable};
+use super::{BACKEND, BrokerState, MAX_SEQ, Shared, event_key, seq_of, unavailable};
 use crate::error::SharedError;
 use crate::{ChannelError, telemetry};
 
 /// How often acknowledged cursors are persisted. A crash loses at most this much cursor
 /// progress, which only means redelivery.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
-/// Retention runs every this many flush ticks (about once a second), when anything changed.
-const RETENTION_TICKS: u32 = 20;
-/// Rows in the largest multi-row INSERT; 3 parameters each stays far below SQLite's limit.
+/// Retention runs every this many flush ticks (twice a second), when anything changed.
+const RETENTION_TICKS: u32 = 10;
+/// The most events one retention run deletes per log, so that a large backlog being
+/// released never stalls appends; the rest goes in the next runs.
+const RETENTION_CHUNK: u64 = 4096;
+/// Rows in the largest multi-row INSERT; 2 parameters each stays far below SQLite's limit.
 const MAX_ROWS_PER_INSERT: usize = 256;
 
 /// `INSERT … VALUES (?, ?, ?), …` for 1, 2, 4, … `MAX_ROWS_PER_INSERT` rows: a batch is
@@ -38,7 +41,7 @@ static INSERT_SHAPES: LazyLock<Vec<String>> = LazyLock::new(|| {
     let one = include_str!("sql/insert_events.sql").trim_end();
     std::iter::successors(Some(1usize), |n| Some(n * 2))
         .take_while(|&n| n <= MAX_ROWS_PER_INSERT)
-        .map(|n| format!("{one}{}", ", (?, ?, ?)".repeat(n - 1)))
+        .map(|n| format!("{one}{}", ", (?, ?)".repeat(n - 1)))
         .collect()
 });
 
@@ -106,6 +109,9 @@ pub(super) struct Writer {
     pub(super) max_batch: usize,
     /// Something changed since retention last ran.
     pub(super) retention_due: bool,
+    /// Cursors are due to be persisted: the next group commit carries them, or the next
+    /// tick writes them on their own if no append came.
+    pub(super) flush_due: bool,
 }
 
 impl Writer {
@@ -123,7 +129,13 @@ impl Writer {
                     // Ticks first, so a constant stream of appends cannot starve them.
                     biased;
                     _ = tick.tick() => {
-                        self.flush_cursors().await;
+                        // Cursors ride along with the next group commit (no extra
+                        // transaction, no extra sync); only when no append came since the
+                        // last tick are they written on their own.
+                        if self.flush_due {
+                            self.flush_cursors().await;
+                        }
+                        self.flush_due = true;
                         ticks = ticks.wrapping_add(1);
                         if ticks.is_multiple_of(RETENTION_TICKS)
                             && self.retention_due
@@ -216,11 +228,19 @@ impl Writer {
         let Some(id) = self.broker(broker) else {
             return Ok(());
         };
-        sqlx::query(include_str!("sql/delete_broker.sql"))
-            .bind(id)
-            .execute(&mut self.conn)
+        let mut tx = self.conn.begin().await.map_err(unavailable)?;
+        sqlx::query(include_str!("sql/delete_events.sql"))
+            .bind(event_key(id, 0))
+            .bind(event_key(id, MAX_SEQ))
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        sqlx::query(include_str!("sql/delete_broker.sql"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         // Dropping the head sender ends the log's subscriptions.
         self.shared.brokers().remove(broker);
         self.shared
@@ -284,7 +304,18 @@ impl Writer {
         if rows.is_empty() {
             return;
         }
-        let result = write_events(&mut self.conn, &rows, &heads).await;
+        let cursors = if self.flush_due {
+            self.flush_due = false;
+            self.take_dirty_cursors()
+        } else {
+            Vec::new()
+        };
+        let result = write_events(&mut self.conn, &rows, &cursors).await;
+        if result.is_err() {
+            self.restore_dirty_cursors(cursors);
+        } else if !cursors.is_empty() {
+            self.retention_due = true;
+        }
         let events = rows.len();
         match result {
             Ok(()) => {
@@ -394,43 +425,64 @@ impl Writer {
         Ok(())
     }
 
-    /// Persists the cursors that moved, in one transaction. On failure they stay dirty
-    /// and are tried again at the next tick.
+    /// Persists the cursors that moved, in one transaction of their own. On failure they
+    /// stay dirty and are tried again at the next tick.
     async fn flush_cursors(&mut self) {
-        let dirty: Vec<_> = {
-            let mut live = self.shared.live();
-            let dirty = live
-                .iter_mut()
-                .filter_map(|((id, trigger), cursor)| {
-                    cursor.take_dirty().map(|seq| (*id, trigger.clone(), seq))
-                })
-                .collect();
-            live.retain(|_, cursor| !cursor.is_empty());
-            dirty
-        };
+        self.flush_due = false;
+        let dirty = self.take_dirty_cursors();
         if dirty.is_empty() {
             return;
         }
-        match write_cursors(&mut self.conn, &dirty).await {
+        let write = async |conn: &mut SqliteConnection| {
+            let mut tx = conn.begin().await?;
+            write_cursors(&mut tx, &dirty).await?;
+            tx.commit().await
+        };
+        match write(&mut self.conn).await {
             Ok(()) => self.retention_due = true,
             Err(error) => {
                 warn!(%error, "persisting sqlite cursors failed; retrying");
-                let live = self.shared.live();
-                for (id, trigger, _) in dirty {
-                    if let Some(cursor) = live.get(&(id, trigger)) {
-                        cursor.mark_dirty();
-                    }
-                }
+                self.restore_dirty_cursors(dirty);
             }
         }
     }
 
-    /// Deletes, per broker, the events every cursor has passed.
+    /// The cursors that moved since they were last persisted, marked clean.
+    fn take_dirty_cursors(&self) -> Vec<(i64, ObjectKey, u64)> {
+        let mut live = self.shared.live();
+        let dirty = live
+            .iter_mut()
+            .filter_map(|((id, trigger), cursor)| {
+                cursor.take_dirty().map(|seq| (*id, trigger.clone(), seq))
+            })
+            .collect();
+        live.retain(|_, cursor| !cursor.is_empty());
+        dirty
+    }
+
+    /// Marks cursors dirty again after writing them failed.
+    fn restore_dirty_cursors(&self, dirty: Vec<(i64, ObjectKey, u64)>) {
+        let live = self.shared.live();
+        for (id, trigger, _) in dirty {
+            if let Some(cursor) = live.get(&(id, trigger)) {
+                cursor.mark_dirty();
+            }
+        }
+    }
+
+    /// Deletes, per broker, the events every cursor has passed, at most
+    /// [`RETENTION_CHUNK`] per log; what is left stays due for the next run.
     async fn retain(&mut self) -> Result<(), ChannelError> {
-        let deleted = delete_passed_events(&mut self.conn)
+        let heads: HashMap<i64, u64> = self
+            .shared
+            .brokers()
+            .values()
+            .map(|state| (state.id, *state.head_tx.borrow()))
+            .collect();
+        let (deleted, more) = delete_passed_events(&mut self.conn, &heads)
             .await
             .map_err(unavailable)?;
-        self.retention_due = false;
+        self.retention_due = more;
         if deleted > 0 {
             debug!(deleted, "sqlite retention deleted events");
         }
@@ -438,10 +490,11 @@ impl Writer {
     }
 }
 
+/// Writes one group commit: the events, and the cursors that ride along.
 async fn write_events(
     conn: &mut SqliteConnection,
     rows: &[(i64, u64, Bytes)],
-    heads: &HashMap<ObjectKey, (i64, u64)>,
+    cursors: &[(i64, ObjectKey, u64)],
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     let mut rest = rows;
@@ -453,18 +506,12 @@ async fn write_events(
         let (chunk, tail) = rest.split_at(1 << shape);
         let mut insert = sqlx::query(INSERT_SHAPES[shape].as_str());
         for (id, seq, body) in chunk {
-            insert = insert.bind(*id).bind(*seq as i64).bind(body.as_ref());
+            insert = insert.bind(event_key(*id, *seq)).bind(body.as_ref());
         }
         insert.execute(&mut *tx).await?;
         rest = tail;
     }
-    for (id, head) in heads.values() {
-        sqlx::query(include_str!("sql/update_head.sql"))
-            .bind(*id)
-            .bind(*head as i64)
-            .execute(&mut *tx)
-            .await?;
-    }
+    write_cursors(&mut tx, cursors).await?;
     tx.commit().await
 }
 
@@ -472,33 +519,62 @@ async fn write_cursors(
     conn: &mut SqliteConnection,
     cursors: &[(i64, ObjectKey, u64)],
 ) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
     for (id, trigger, seq) in cursors {
         sqlx::query(include_str!("sql/update_cursor.sql"))
             .bind(*id)
             .bind(&trigger.namespace)
             .bind(&trigger.name)
             .bind(*seq as i64)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
-async fn delete_passed_events(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
+/// Deletes, per log, up to [`RETENTION_CHUNK`] of the oldest events every cursor has
+/// passed, and records each trimmed log's head so numbering survives an empty log.
+/// Returns how many were deleted and whether some log has more to delete.
+async fn delete_passed_events(
+    conn: &mut SqliteConnection,
+    heads: &HashMap<i64, u64>,
+) -> Result<(u64, bool), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let bounds: Vec<(i64, i64)> = sqlx::query_as(include_str!("sql/retention_bounds.sql"))
+    let bounds: Vec<(i64, Option<i64>)> = sqlx::query_as(include_str!("sql/retention_bounds.sql"))
         .fetch_all(&mut *tx)
         .await?;
-    let mut deleted = 0;
-    for (id, bound) in bounds {
+    let (mut deleted, mut more) = (0, false);
+    for (id, lowest_cursor) in bounds {
+        let Some(bound) = lowest_cursor.or_else(|| heads.get(&id).map(|h| *h as i64)) else {
+            continue;
+        };
+        let Some(oldest): Option<i64> = sqlx::query_scalar(include_str!("sql/min_event.sql"))
+            .bind(event_key(id, 0))
+            .bind(event_key(id, MAX_SEQ))
+            .fetch_one(&mut *tx)
+            .await?
+        else {
+            continue;
+        };
+        let (oldest, bound) = (seq_of(oldest), bound.max(0) as u64);
+        if oldest > bound {
+            continue;
+        }
+        let upto = bound.min(oldest + RETENTION_CHUNK - 1);
+        more |= upto < bound;
         deleted += sqlx::query(include_str!("sql/delete_events.sql"))
-            .bind(id)
-            .bind(bound)
+            .bind(event_key(id, oldest - 1))
+            .bind(event_key(id, upto))
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        if let Some(head) = heads.get(&id) {
+            sqlx::query(include_str!("sql/update_head.sql"))
+                .bind(id)
+                .bind(*head as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     tx.commit().await?;
-    Ok(deleted)
+    Ok((deleted, more))
 }

@@ -1,1 +1,1 @@
-SELECT COUNT(*) FROM events WHERE broker_id = ?1
+SELECT COUNT(*) FROM events WHERE id > ?1 AND id <= ?2

@@ -1,2 +1,2 @@
--- Cascades to the broker's events and cursors.
+-- Cascades to the broker's cursors; its events are deleted by key range first.
 DELETE FROM brokers WHERE id = ?1

@@ -1,2 +1,3 @@
--- One row; the writer repeats `, (?, ?, ?)` to insert many in one statement.
-INSERT INTO events (broker_id, seq, body) VALUES (?, ?, ?)
+-- One row; the writer repeats `, (?, ?)` to insert many in one statement. The id is
+-- (broker_id << 40) | seq.
+INSERT INTO events (id, body) VALUES (?, ?)

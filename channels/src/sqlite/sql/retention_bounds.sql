@@ -1,4 +1,4 @@
--- Per broker, the events every cursor has passed: up to the lowest cursor, or up to
--- the head when the broker has no cursor (a new trigger starts at the end anyway).
-SELECT b.id, COALESCE((SELECT MIN(c.seq) FROM cursors AS c WHERE c.broker_id = b.id), b.head)
+-- Per broker, its lowest cursor: events up to it are done. NULL when the broker has no
+-- cursor; then everything up to the head is done (a new trigger starts at the end).
+SELECT b.id, (SELECT MIN(c.seq) FROM cursors AS c WHERE c.broker_id = b.id)
 FROM brokers AS b

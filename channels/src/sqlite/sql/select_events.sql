@@ -1,1 +1,2 @@
-SELECT seq, body FROM events WHERE broker_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3
+-- The next events of one log: ids in (?1, ?2], the log's key range above the cursor.
+SELECT id, body FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3

@@ -1,0 +1,2 @@
+-- The highest id stored in one log's key range (?1, ?2].
+SELECT MAX(id) FROM events WHERE id > ?1 AND id <= ?2
