@@ -2,7 +2,8 @@
 //!
 //! The input is an expression, optionally followed by a newline and a value that becomes
 //! the event's `x` extension, so the fuzzer also explores what functions and LIKE do with
-//! odd text. For every expression that compiles, `matches` must agree with `evaluate`.
+//! odd text. For every expression that compiles, `matches` must agree with `evaluate`, and
+//! wrapping the expression in parentheses must not change what it evaluates to.
 
 #![no_main]
 
@@ -36,9 +37,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(expression) = Expression::compile(source) else {
         return;
     };
+    // Only fails when the extra level goes past the nesting limit.
+    let wrapped = Expression::compile(&format!("({source})")).ok();
     for event in events(x) {
         let evaluation = expression.evaluate(&event);
         let passes = evaluation.error.is_none() && evaluation.value == Value::Boolean(true);
         assert_eq!(expression.matches(&event), passes, "{source:?}");
+        if let Some(wrapped) = &wrapped {
+            assert_eq!(wrapped.evaluate(&event), evaluation, "({source:?})");
+        }
     }
 });

@@ -15,15 +15,19 @@
 //!   that order.
 //! - **At-least-once**: a trigger's cursor (table `cursors`) means "every event up to here
 //!   is done". It advances only to just below the lowest unacknowledged event
-//!   ([`crate::ack`]) and is persisted lazily, every 50 ms and on close. After a restart,
+//!   ([`crate::ack`]) and is persisted lazily: with the next group commit (no extra
+//!   sync), at the latest 100 ms later on its own, and on close. After a restart,
 //!   or when the trigger subscribes again, everything above the persisted cursor is
 //!   delivered again.
 //! - **Redelivery** is the same event again (same `id`), with no marker.
 //! - **Replicas** cannot share a file: one process owns it. Several subscriptions of one
 //!   trigger in that process each receive every event above the cursor.
-//! - **Retention**: about once a second, events that every cursor of their broker has
-//!   passed are deleted; a broker without cursors keeps none (a new trigger starts at the
-//!   end). Parked events are kept until an operator removes them, even after their broker
+//! - **Retention**: twice a second, events that every cursor of their broker has passed
+//!   are deleted, oldest first and at most 4096 per log per run so a released backlog
+//!   never stalls appends; a broker without cursors keeps none (a new trigger starts at
+//!   the end).
+//! - **Checkpoints** run on their own connection every 100 ms (passive), never inside a
+//!   commit, so appends do not pause while the write-ahead log is copied back. Parked events are kept until an operator removes them, even after their broker
 //!   is deleted.
 //!
 //! # Layout
