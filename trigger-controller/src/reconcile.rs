@@ -183,35 +183,26 @@ impl Reconciler {
         triggers: &Desired<'_, TriggerConfig>,
     ) {
         for (key, config) in triggers {
-            let condition = match config {
-                Ok(trigger) => self.apply_trigger(brokers, trigger).await,
+            let status = match config {
+                Ok(trigger) => TriggerCondition {
+                    broker: trigger.broker.clone(),
+                    subscriber: Some(trigger.subscriber.to_string()),
+                    condition: self.apply_trigger(brokers, trigger).await,
+                },
                 Err(message) => {
                     self.pause(key).await;
-                    self.status.set_trigger(
-                        key,
-                        TriggerCondition {
-                            broker: self
-                                .cursors
-                                .get(key)
-                                .map(|b| b.name.clone())
-                                .unwrap_or_default(),
-                            subscriber: None,
-                            condition: Condition::not_ready("InvalidManifest", message.clone()),
-                        },
-                    );
-                    continue;
+                    TriggerCondition {
+                        broker: self
+                            .cursors
+                            .get(key)
+                            .map(|b| b.name.clone())
+                            .unwrap_or_default(),
+                        subscriber: None,
+                        condition: Condition::not_ready("InvalidManifest", message.clone()),
+                    }
                 }
             };
-            if let Ok(trigger) = config {
-                self.status.set_trigger(
-                    key,
-                    TriggerCondition {
-                        broker: trigger.broker.clone(),
-                        subscriber: Some(trigger.subscriber.to_string()),
-                        condition,
-                    },
-                );
-            }
+            self.status.set_trigger(key, status);
         }
     }
 
