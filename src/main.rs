@@ -1,5 +1,7 @@
 //! The `weft` command: parses arguments and hands over to the crates. No logic lives here.
 
+mod bench;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -89,6 +91,8 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Measure Weft against its baselines: load generator, receiver, end-to-end runs, suite.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -201,6 +205,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => bench::run(args, shutdown_signal()).await,
     }
 }
 

@@ -17,7 +17,10 @@
 //! - [`manifest`]: builders for Broker and Trigger YAML ([`broker`], [`trigger`], [`Delivery`]).
 //! - [`producer`]: [`Producer`], which POSTs events in each content mode, and [`event`], a
 //!   builder for test events with unique ids.
+//! - [`bench`]: `weft bench`: the load generator, receiver, baselines and the benchmark
+//!   suite that writes `BENCHMARKS.md`.
 
+pub mod bench;
 pub mod manifest;
 pub mod producer;
 pub mod sink;

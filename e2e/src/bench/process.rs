@@ -1,0 +1,341 @@
+//! The systems under test as child processes: `weft up` on a channel, and the baselines
+//! (`weft bench baseline-…`) started from the same binary, so each one's CPU time and
+//! memory can be read from `/proc/<pid>` on its own, apart from the load generator's.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use super::BenchError;
+use super::report::{cpu_time, rss_bytes};
+use crate::TriggerStatus;
+
+/// What `weft up` prints on stdout, followed by `HOST:PORT`, once it serves.
+const WEFT_LISTENING: &str = "weft listening on http://";
+
+/// How a channel named on the command line is passed to `weft up`, and what reports call
+/// it: `sqlite` (the default, a file in the data dir), `memory` (`memory://`), or any
+/// channel URL (`postgres://…`, `nats://…`), called by its scheme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelSpec {
+    /// The `--channel` argument; `None` for the default.
+    pub url: Option<String>,
+    /// The name in reports.
+    pub label: String,
+}
+
+impl ChannelSpec {
+    /// Reads `sqlite`, `memory` or a URL.
+    pub fn parse(spec: &str) -> Self {
+        match spec {
+            "sqlite" | "" => ChannelSpec {
+                url: None,
+                label: "sqlite".into(),
+            },
+            "memory" => ChannelSpec {
+                url: Some("memory://".into()),
+                label: "memory".into(),
+            },
+            url => ChannelSpec {
+                url: Some(url.to_owned()),
+                label: url
+                    .split_once("://")
+                    .map_or(url, |(scheme, _)| scheme)
+                    .to_owned(),
+            },
+        }
+    }
+}
+
+/// A child process serving HTTP; killed (SIGKILL) on drop.
+pub struct Server {
+    child: Child,
+    pid: u32,
+    addr: SocketAddr,
+    /// Where its stderr goes, to show when it fails.
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `bin args…`, with stderr to `log`, and waits up to `timeout` for a stdout line
+    /// `<marker>HOST:PORT`.
+    pub async fn spawn(
+        what: &str,
+        bin: &Path,
+        args: &[String],
+        marker: &str,
+        log: PathBuf,
+        timeout: Duration,
+    ) -> Result<Server, BenchError> {
+        let fail = |reason: String| BenchError::Start {
+            what: what.to_owned(),
+            reason,
+        };
+        let stderr = std::fs::File::create(&log)
+            .map_err(|e| fail(format!("create {}: {e}", log.display())))?;
+        let mut child = Command::new(bin)
+            .args(args)
+            .env(
+                "WEFT_LOG",
+                std::env::var("WEFT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| fail(format!("run {}: {e}", bin.display())))?;
+        let pid = child.id().ok_or_else(|| fail("it exited at once".into()))?;
+        // stdout is piped just above.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let waited = tokio::time::timeout(timeout, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.split_once(marker).map(|(_, r)| r) {
+                    return Ok(Some(rest.trim().to_owned()));
+                }
+            }
+            Ok::<_, std::io::Error>(None)
+        })
+        .await;
+        let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+        let listening = match waited {
+            Ok(Ok(Some(addr))) => addr,
+            Ok(_) => {
+                let status = child.wait().await;
+                return Err(fail(format!(
+                    "it exited ({status:?}); log:\n{}",
+                    log_text()
+                )));
+            }
+            Err(_) => {
+                return Err(fail(format!(
+                    "it did not print `{marker}…` within {timeout:?}; log:\n{}",
+                    log_text()
+                )));
+            }
+        };
+        // Keep reading stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr = listening
+            .parse()
+            .map_err(|e| fail(format!("it printed an unusable address {listening:?}: {e}")))?;
+        Ok(Server {
+            child,
+            pid,
+            addr,
+            log,
+        })
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// CPU time (user + system) it used so far.
+    pub fn cpu(&self) -> Option<Duration> {
+        cpu_time(self.pid)
+    }
+
+    /// Its resident memory, bytes.
+    pub fn rss(&self) -> Option<u64> {
+        rss_bytes(self.pid)
+    }
+
+    /// What it wrote on stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it (SIGKILL) and waits for it to be gone.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A baseline started from `bin` (normally the running `weft`): `weft bench <args…>`.
+pub async fn start_baseline(bin: &Path, args: &[&str], dir: &Path) -> Result<Server, BenchError> {
+    let mut all = vec!["bench".to_owned()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    all.extend(["--addr".into(), "127.0.0.1:0".into()]);
+    let log = dir.join(format!(
+        "{}.log",
+        args.first().copied().unwrap_or("baseline")
+    ));
+    Server::spawn(
+        args.first().copied().unwrap_or("baseline"),
+        bin,
+        &all,
+        super::baseline::LISTENING,
+        log,
+        Duration::from_secs(10),
+    )
+    .await
+}
+
+/// `weft up` on a channel, with manifests in a temporary folder.
+pub struct WeftUp {
+    server: Server,
+    /// Holds `manifests/`, `data/` and the log; removed on drop.
+    _dir: TempDir,
+    http: reqwest::Client,
+}
+
+impl WeftUp {
+    /// Writes `manifests`, starts `bin up` on `channel` with `extra` arguments, and waits
+    /// until it serves and all its triggers are ready (at most `ready_timeout`).
+    pub async fn start(
+        bin: &Path,
+        channel: &ChannelSpec,
+        manifests: &[(String, String)],
+        extra: &[String],
+        ready_timeout: Duration,
+    ) -> Result<WeftUp, BenchError> {
+        let fail = |reason: String| BenchError::Start {
+            what: "weft up".into(),
+            reason,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("weft-bench-")
+            .tempdir()
+            .map_err(|e| fail(format!("a temp dir: {e}")))?;
+        let manifests_dir = dir.path().join("manifests");
+        std::fs::create_dir(&manifests_dir).map_err(|e| fail(e.to_string()))?;
+        for (file, yaml) in manifests {
+            std::fs::write(manifests_dir.join(file), yaml)
+                .map_err(|e| fail(format!("write {file}: {e}")))?;
+        }
+        let mut args: Vec<String> = vec![
+            "up".into(),
+            "-f".into(),
+            manifests_dir.display().to_string(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--addr".into(),
+            "127.0.0.1:0".into(),
+        ];
+        if let Some(url) = &channel.url {
+            args.extend(["--channel".into(), url.clone()]);
+        }
+        args.extend(extra.iter().cloned());
+        let server = Server::spawn(
+            "weft up",
+            bin,
+            &args,
+            WEFT_LISTENING,
+            dir.path().join("weft.log"),
+            Duration::from_secs(30),
+        )
+        .await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| fail(format!("an HTTP client: {e}")))?;
+        let weft = WeftUp {
+            server,
+            _dir: dir,
+            http,
+        };
+        weft.wait_ready(ready_timeout).await?;
+        Ok(weft)
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), BenchError> {
+        let deadline = Instant::now() + timeout;
+        let readyz = format!("{}/readyz", self.base_url());
+        loop {
+            let ready = match self.http.get(&readyz).send().await {
+                Ok(r) if r.status().is_success() => match self.triggers().await {
+                    Ok(ts) => ts.iter().all(|t| t.ready),
+                    Err(_) => false,
+                },
+                _ => false,
+            };
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(BenchError::Timeout {
+                    what: format!("weft up becoming ready; log:\n{}", self.server.log()),
+                    timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The process.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// `http://HOST:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// The ingress URL of a broker.
+    pub fn broker_url(&self, namespace: &str, broker: &str) -> String {
+        format!("{}/{namespace}/{broker}", self.base_url())
+    }
+
+    /// `GET /_weft/v1/triggers`.
+    pub async fn triggers(&self) -> Result<Vec<TriggerStatus>, BenchError> {
+        let url = format!("{}/_weft/v1/triggers", self.base_url());
+        let admin = |reason: String| BenchError::Admin {
+            url: url.clone(),
+            reason,
+        };
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| admin(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(admin(format!("status {}", response.status())));
+        }
+        response.json().await.map_err(|e| admin(e.to_string()))
+    }
+
+    /// Stops it.
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// A manifest file name and its YAML.
+pub fn manifest(file: &str, yaml: impl Display) -> (String, String) {
+    (file.to_owned(), yaml.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_are_named_by_their_scheme() {
+        assert_eq!(ChannelSpec::parse("sqlite").url, None);
+        assert_eq!(
+            ChannelSpec::parse("memory").url.as_deref(),
+            Some("memory://")
+        );
+        let pg = ChannelSpec::parse("postgres://u@127.0.0.1/weft");
+        assert_eq!(pg.label, "postgres");
+        assert_eq!(pg.url.as_deref(), Some("postgres://u@127.0.0.1/weft"));
+        assert_eq!(ChannelSpec::parse("memory://").label, "memory");
+    }
+}

@@ -1,0 +1,115 @@
+//! Smoke tests of `weft bench`'s library: short load runs against the built-in baselines
+//! and the receiver, checking that the reports count what was really sent and received.
+//! They need no `weft` binary and take about a second each.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use weft_e2e::bench::baseline;
+use weft_e2e::bench::load::{self, LoadOptions, Loop, scheduled_events};
+use weft_e2e::bench::receive::{Receiver, ReceiverOptions};
+
+/// Starts a baseline in this process; it stops when the returned sender is dropped.
+async fn bare_handler() -> (String, oneshot::Sender<()>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (ready, addr) = oneshot::channel();
+    tokio::spawn(baseline::serve_http(
+        "127.0.0.1:0",
+        move |a| {
+            let _ = ready.send(a);
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (
+        format!("http://{}/default/default", addr.await.unwrap()),
+        stop,
+    )
+}
+
+fn options(target: String, mode: Loop) -> LoadOptions {
+    LoadOptions {
+        mode,
+        connections: 4,
+        duration: Duration::from_millis(800),
+        warmup: Duration::from_millis(200),
+        ..LoadOptions::new(target)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_sends_its_schedule_and_the_bare_handler_accepts_it_all() {
+    let (url, _stop) = bare_handler().await;
+    let rate = 500.0;
+    let outcome = load::run(&options(url, Loop::Open { rate })).await.unwrap();
+    let r = &outcome.report;
+    // 1 s at 500/s: 100 events in the warm-up, 400 in the window.
+    assert_eq!(r.total_sent, scheduled_events(rate, Duration::from_secs(1)));
+    assert_eq!(r.sent, 400, "{r:?}");
+    assert_eq!(r.accepted, 400);
+    assert_eq!(r.failed, 0);
+    assert_eq!(r.status.0.get(&202), Some(&400));
+    assert_eq!(r.status.0.len(), 1, "only 202s: {:?}", r.status);
+    assert_eq!(r.latency.count, 400);
+    assert!(r.latency.p50_ms > 0.0 && r.latency.p50_ms <= r.latency.max_ms);
+    // The window's events are answered soon after they are due.
+    assert!(
+        (r.accepted_per_s - rate).abs() < rate * 0.2,
+        "accepted {} events/s at {rate}",
+        r.accepted_per_s
+    );
+    assert_eq!(outcome.accepted.len(), 500, "every accepted id is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_loop_counts_every_answer_and_refused_connections_fail_the_run() {
+    let (url, stop) = bare_handler().await;
+    let outcome = load::run(&options(url.clone(), Loop::Closed))
+        .await
+        .unwrap();
+    let r = &outcome.report;
+    assert!(r.accepted > 100, "{r:?}");
+    assert_eq!(r.accepted, r.sent);
+    assert_eq!(r.status.0.get(&202), Some(&r.accepted));
+    assert_eq!(r.latency.count, r.accepted);
+    assert_eq!(outcome.accepted.len(), r.total_accepted);
+    drop(stop);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = load::run(&options(url, Loop::Closed)).await;
+    assert!(refused.is_err(), "nothing listens any more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_sees_every_event_once_with_its_latency() {
+    let receiver = Receiver::start(ReceiverOptions::default()).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (ready, addr) = oneshot::channel();
+    // Through the forwarder, so that baseline is exercised as well.
+    let sink = receiver.url("/t0");
+    tokio::spawn(async move {
+        baseline::serve_forwarder(
+            "127.0.0.1:0",
+            &sink,
+            move |a| {
+                let _ = ready.send(a);
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .await
+    });
+    let url = format!("http://{}/", addr.await.unwrap());
+    let outcome = load::run(&options(url, Loop::Open { rate: 300.0 }))
+        .await
+        .unwrap();
+    drop(stop);
+    let report = receiver.report();
+    assert_eq!(outcome.report.total_accepted, 300);
+    assert_eq!(report.total.unique, 300, "{report:?}");
+    assert_eq!(report.total.duplicates, 0);
+    assert_eq!(report.total.invalid, 0);
+    assert_eq!(report.total.latency.count, 300);
+    assert_eq!(receiver.seen("/t0", &outcome.run), outcome.accepted);
+}
