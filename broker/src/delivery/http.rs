@@ -38,7 +38,7 @@ const PREFER: HeaderName = HeaderName::from_static("prefer");
 pub(crate) struct Outgoing {
     /// The event as stored, `knativebrokerttl` included: the reply sink derives the
     /// reply's hop count from it.
-    pub(crate) event: Event,
+    pub(crate) event: Arc<Event>,
     /// The request headers: the event's attributes (binary mode) or the structured
     /// content type, and `Prefer: reply`.
     pub(crate) headers: HeaderMap,
@@ -50,7 +50,8 @@ pub(crate) struct Outgoing {
 
 impl Outgoing {
     /// Encodes an event in the DeliverySpec's format, without `knativebrokerttl`.
-    pub(crate) fn encode(event: Event, format: EventFormat) -> Self {
+    pub(crate) fn encode(event: impl Into<Arc<Event>>, format: EventFormat) -> Self {
+        let event = event.into();
         let mut headers = HeaderMap::new();
         let body = match format {
             EventFormat::Binary => {
@@ -61,7 +62,7 @@ impl Outgoing {
             EventFormat::Json => {
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static(STRUCTURED_JSON));
                 if event.extension(TTL_EXTENSION).is_some() {
-                    let mut outgoing = event.clone();
+                    let mut outgoing = Event::clone(&event);
                     outgoing.remove_extension(TTL_EXTENSION);
                     encode_structured(&outgoing)
                 } else {

@@ -128,8 +128,10 @@ impl fmt::Debug for SinkService {
 
 impl SinkService {
     /// Delivers `event`, retrying as the DeliverySpec allows, and returns how it ended.
-    /// The event goes out without `knativebrokerttl`; the reply sink sees it whole.
-    pub async fn deliver(&self, event: Event) -> Outcome {
+    /// The event goes out without `knativebrokerttl`; the reply sink sees it whole. Pass
+    /// an `Arc` to keep the event (e.g. for a dead letter) without copying it.
+    pub async fn deliver(&self, event: impl Into<Arc<Event>>) -> Outcome {
+        let event = event.into();
         let span = tracing::debug_span!("deliver", event = event.id(), url = %self.url);
         let outgoing = Arc::new(Outgoing::encode(event, self.format));
         let result = self

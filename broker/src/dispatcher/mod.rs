@@ -118,6 +118,7 @@ impl Dispatcher {
     /// Delivers one event to its final outcome, then acknowledges it.
     async fn deliver(self: Arc<Self>, delivery: Delivery, _permit: OwnedSemaphorePermit) {
         let Delivery { event, ack } = delivery;
+        let event = Arc::new(event);
         let finished = match self.sink.deliver(event.clone()).await {
             Outcome::Delivered { .. } => {
                 self.stats.delivered();
