@@ -65,7 +65,7 @@ pub struct TriggerStatus {
     /// Why it is not ready.
     pub reason: Option<String>,
     /// The subscriber URL.
-    pub subscriber: String,
+    pub subscriber: Option<String>,
     /// Events stored but not yet finished for this trigger.
     pub backlog: u64,
     /// Events its subscriber accepted.
