@@ -6,7 +6,10 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::{Backend, IDLE, WAIT, assert_idle, event, events, id_range, ids, key, take};
+use common::{
+    Backend, IDLE, WAIT, assert_idle, event, events, id_range, ids, ids_per_key, key, keyed_event,
+    take,
+};
 use weft_channels::ChannelError;
 
 /// Generates, for one backend, a test module with one test per body.
@@ -29,6 +32,8 @@ macro_rules! conformance {
                 next_waits_then_wakes_on_append,
                 group_commit_stores_every_concurrent_append_once,
                 park_keeps_events_for_the_operator,
+                order_is_kept_per_partition_key,
+                two_consumers_share_one_trigger,
             );
         }
     };
@@ -425,4 +430,157 @@ async fn park_keeps_events_for_the_operator(mut b: Box<dyn Backend>) {
     assert_eq!(parked[1].event, event(2));
     assert!(parked[0].parked_at >= before);
     assert!(ch.parked(&key("other")).await.unwrap().is_empty());
+}
+
+async fn order_is_kept_per_partition_key(b: Box<dyn Backend>) {
+    let (ch, broker, trigger) = (b.channel(), key("b"), key("t"));
+    ch.ensure_log(&broker).await.unwrap();
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    // 60 events over four keys, interleaved irregularly, in requests of 1 to 5 events.
+    let sent: Vec<_> = (1..=60)
+        .map(|i| keyed_event(i, ["a", "b", "c", "d"][(i * i + i / 7) % 4]))
+        .collect();
+    let mut rest = sent.as_slice();
+    for size in (1..=5).cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (request, tail) = rest.split_at(size.min(rest.len()));
+        ch.append(&broker, request.to_vec()).await.unwrap();
+        rest = tail;
+    }
+    let expected = ids_per_key(&sent);
+    let got = take(&mut sub, sent.len()).await;
+    assert_eq!(
+        ids_per_key(got.iter().map(|d| &d.event)),
+        expected,
+        "each key's events arrive once, in append order"
+    );
+    // The first ten are acknowledged; what is delivered again keeps each key's order too.
+    let mut got = got.into_iter();
+    got.by_ref().take(10).for_each(|d| d.ack.ack());
+    let acked: HashSet<_> = sent[..10].iter().map(|e| e.id().to_owned()).collect();
+    drop(got);
+    drop(sub);
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    let again = take(&mut sub, sent.len() - 10).await;
+    let mut expected = expected;
+    expected
+        .values_mut()
+        .for_each(|lane| lane.retain(|id| !acked.contains(id)));
+    assert_eq!(ids_per_key(again.iter().map(|d| &d.event)), expected);
+    assert_idle(&mut sub).await;
+}
+
+/// Two processes subscribe to the same trigger: together they receive every event exactly
+/// once in normal operation (everything acknowledged, nobody crashes), and when one leaves,
+/// the other carries on alone without losing what follows. Skipped where a backend cannot
+/// share a store between processes ([`Backend::open_second`]).
+async fn two_consumers_share_one_trigger(b: Box<dyn Backend>) {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// Generous: a backend may need to rebalance when a consumer joins or leaves.
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// Takes and acknowledges events until `seen` holds `total`, recording each id.
+    async fn consume(
+        mut sub: Box<dyn weft_channels::Subscription>,
+        seen: Arc<Mutex<Vec<String>>>,
+        total: usize,
+    ) -> (Box<dyn weft_channels::Subscription>, usize) {
+        let mut mine = 0;
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while seen.lock().unwrap().len() < total {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {total} events arrived",
+                seen.lock().unwrap().len()
+            );
+            // Cancelling `next` hands nothing out, so polling with a timeout loses nothing.
+            let Ok(batch) = tokio::time::timeout(IDLE, sub.next(7)).await else {
+                continue;
+            };
+            let batch = batch.unwrap();
+            mine += batch.len();
+            seen.lock().unwrap().extend(ids(&batch));
+            batch.into_iter().for_each(|d| d.ack.ack());
+        }
+        (sub, mine)
+    }
+
+    async fn backlog_drains(ch: &Arc<dyn weft_channels::Channel>) {
+        let (broker, trigger) = (key("b"), key("t"));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let backlog = ch.backlog(&broker, &trigger).await.unwrap();
+            if backlog == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "backlog stays at {backlog}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let Some(other) = b.open_second().await else {
+        return;
+    };
+    let (ch, broker, trigger) = (b.channel(), key("b"), key("t"));
+    ch.ensure_log(&broker).await.unwrap();
+    other.ensure_log(&broker).await.unwrap();
+    let first = ch.subscribe(&broker, &trigger).await.unwrap();
+    let second = other.subscribe(&broker, &trigger).await.unwrap();
+
+    // Both processes publish at once, 10 events per request: e1..e200 and e201..e400.
+    const TOTAL: usize = 400;
+    let publish = |ch: &Arc<dyn weft_channels::Channel>, from: usize| {
+        let (ch, broker) = (Arc::clone(ch), broker.clone());
+        tokio::spawn(async move {
+            for start in (from..from + TOTAL / 2).step_by(10) {
+                ch.append(&broker, events(start, start + 9)).await.unwrap();
+            }
+        })
+    };
+    let publishers = [publish(&ch, 1), publish(&other, TOTAL / 2 + 1)];
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let consumers = [first, second].map(|sub| tokio::spawn(consume(sub, seen.clone(), TOTAL)));
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    let mut subs = Vec::new();
+    for consumer in consumers {
+        let (sub, mine) = consumer.await.unwrap();
+        eprintln!("one consumer received {mine} of {TOTAL} events");
+        subs.push(sub);
+    }
+    let got = std::mem::take(&mut *seen.lock().unwrap());
+    let unique: HashSet<_> = got.iter().cloned().collect();
+    assert_eq!(
+        unique,
+        id_range(1, TOTAL).into_iter().collect::<HashSet<_>>()
+    );
+    assert_eq!(got.len(), TOTAL, "no event is delivered twice");
+    backlog_drains(&ch).await;
+    backlog_drains(&other).await;
+
+    // The first consumer leaves (everything it took is acknowledged); the second alone
+    // receives what follows.
+    let second = subs.pop().unwrap();
+    drop(subs);
+    ch.append(&broker, events(TOTAL + 1, TOTAL + 50))
+        .await
+        .unwrap();
+    let (_second, _) = consume(second, seen.clone(), 50).await;
+    let got = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(
+        got.iter().cloned().collect::<HashSet<_>>(),
+        id_range(TOTAL + 1, TOTAL + 50)
+            .into_iter()
+            .collect::<HashSet<_>>()
+    );
+    assert_eq!(got.len(), 50, "no event is delivered twice");
+    backlog_drains(&other).await;
 }

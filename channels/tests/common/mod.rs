@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ pub const IDLE: Duration = Duration::from_millis(150);
 
 /// A channel under test, with the backend-specific operations test bodies need.
 #[async_trait]
-pub trait Backend: Send {
+pub trait Backend: Send + Sync {
     /// The channel under test (the current one after a `reopen`).
     fn channel(&self) -> Arc<dyn Channel>;
     /// Closes the channel and opens the same store again, as a restart would.
@@ -33,6 +34,12 @@ pub trait Backend: Send {
     async fn compact(&self);
     /// How many events the broker's log still stores.
     async fn stored_events(&self, broker: &ObjectKey) -> u64;
+    /// A second channel on the same store, opened as another Weft process would open it,
+    /// so that two processes can share one trigger. `None` (the default) where the store
+    /// cannot be shared between processes; bodies that need one then skip.
+    async fn open_second(&self) -> Option<Arc<dyn Channel>> {
+        None
+    }
 }
 
 /// The in-memory backend; `reopen` keeps the same channel (it has nothing to restart).
@@ -123,6 +130,30 @@ pub fn event(i: usize) -> Event {
         .unwrap();
     event.set_data(Some(Bytes::from(format!("{{\"n\":{i}}}"))));
     event
+}
+
+/// Event number `i` with the `partitionkey` extension set to `partition`.
+pub fn keyed_event(i: usize, partition: &str) -> Event {
+    let mut event = event(i);
+    event
+        .set_extension("partitionkey", AttributeValue::String(partition.into()))
+        .unwrap();
+    event
+}
+
+/// The ids of `events` grouped by their `partitionkey`, each group in the given order.
+pub fn ids_per_key<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut lanes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for event in events {
+        let lane = event
+            .extension("partitionkey")
+            .map(|v| v.as_str().into_owned())
+            .unwrap_or_default();
+        lanes.entry(lane).or_default().push(event.id().to_owned());
+    }
+    lanes
 }
 
 /// Events `from..=to`.
