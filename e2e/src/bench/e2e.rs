@@ -110,6 +110,9 @@ pub struct E2eReport {
     pub duplicates: u64,
     /// Delivered events per second, from the first event sent to the last delivery.
     pub delivered_per_s: f64,
+    /// Accepted events per second, over the same time: how fast events got through every
+    /// trigger that matched them (differs from `delivered_per_s` with fan-out and filters).
+    pub events_per_s: f64,
     /// From the sender's timestamp to arrival, healthy sinks, after the warm-up.
     pub latency: Latency,
     /// Seconds from the end of the load to the last delivery.
@@ -134,7 +137,8 @@ impl E2eReport {
         let mut out = format!("system      {}\n", self.system);
         out.push_str(&self.ingest.text());
         out.push_str(&format!(
-            "delivered   {} of {} expected ({} lost, {} duplicates), {} events/s end to end\n\
+            "delivered   {} of {} expected ({} lost, {} duplicates)\n\
+             throughput  {} deliveries/s, {} events/s end to end\n\
              end to end  {}\n\
              drained     {:.2} s after the load\n",
             self.delivered,
@@ -142,6 +146,7 @@ impl E2eReport {
             self.lost,
             self.duplicates,
             thousands(self.delivered_per_s),
+            thousands(self.events_per_s),
             self.latency.line(),
             self.drain_s,
         ));
@@ -395,6 +400,7 @@ pub async fn run(options: &E2eOptions) -> Result<E2eReport, BenchError> {
         lost,
         duplicates,
         delivered_per_s: delivered as f64 / span.as_secs_f64().max(1e-9),
+        events_per_s: outcome.accepted.len() as f64 / span.as_secs_f64().max(1e-9),
         latency,
         drain_s: last_delivery
             .saturating_duration_since(outcome.finished)
