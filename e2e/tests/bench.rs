@@ -53,9 +53,10 @@ async fn an_open_loop_sends_its_schedule_and_the_bare_handler_accepts_it_all() {
     assert_eq!(r.status.0.len(), 1, "only 202s: {:?}", r.status);
     assert_eq!(r.latency.count, 400);
     assert!(r.latency.p50_ms > 0.0 && r.latency.p50_ms <= r.latency.max_ms);
-    // The window's events are answered soon after they are due.
+    // Accepted over the window and the wait for its last answer: at most the offered rate,
+    // less only by how late that last answer was (generous, for a loaded CI machine).
     assert!(
-        (r.accepted_per_s - rate).abs() < rate * 0.2,
+        r.accepted_per_s <= rate * 1.01 && r.accepted_per_s > rate * 0.5,
         "accepted {} events/s at {rate}",
         r.accepted_per_s
     );
@@ -112,4 +113,68 @@ async fn the_receiver_sees_every_event_once_with_its_latency() {
     assert_eq!(report.total.invalid, 0);
     assert_eq!(report.total.latency.count, 300);
     assert_eq!(receiver.seen("/t0", &outcome.run), outcome.accepted);
+}
+
+/// The `weft` binary: `$WEFT_BIN`, else `target/<profile>/weft` next to this test's
+/// `target/<profile>/deps/` (built by `cargo build --bin weft`, as `.ci/test` does).
+fn weft_bin() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("WEFT_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "deps"))
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let bin = profile_dir.join("weft");
+    assert!(bin.is_file(), "run `cargo build --bin weft` first");
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weft_bench_e2e_delivers_every_accepted_event_and_reports_it_as_json() {
+    let output = tokio::process::Command::new(weft_bin())
+        .args([
+            "bench",
+            "e2e",
+            "--rate",
+            "200",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0.2s",
+        ])
+        .args([
+            "--triggers",
+            "2",
+            "--groups",
+            "2",
+            "--json",
+            "--no-progress",
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "weft bench e2e failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // 1.2 s at 200/s; each of the two triggers matches half of the events.
+    assert_eq!(report["ingest"]["total_accepted"], 240, "{report:#}");
+    assert_eq!(report["expected"], 240);
+    assert_eq!(report["delivered"], 240);
+    assert_eq!(report["lost"], 0);
+    assert_eq!(report["duplicates"], 0);
+    assert_eq!(report["received"]["paths"]["/t0"]["unique"], 120);
+    assert_eq!(report["received"]["paths"]["/t1"]["unique"], 120);
+    assert_eq!(
+        report["latency"]["count"], 200,
+        "latency after the warm-up only"
+    );
+    assert!(report["cpu_s"].as_f64().is_some_and(|c| c > 0.0));
 }

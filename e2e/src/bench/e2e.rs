@@ -320,9 +320,10 @@ pub async fn run(options: &E2eOptions) -> Result<E2eReport, BenchError> {
     if topology.groups > 0 {
         load_options.groups = topology.groups;
     }
-    receiver.measure_after(load_options.warmup);
+    let prepared = load::prepare(&load_options).await?;
+    receiver.measure_from(prepared.window_start_ns());
     let cpu_before = running.server().cpu();
-    let outcome = load::run(&load_options).await?;
+    let outcome = prepared.run().await?;
 
     // Wait for every accepted event to reach every sink that should get it.
     let expect = expectations(&options.system, &topology);

@@ -448,11 +448,24 @@ impl Tally {
 
 /// Runs the load and returns what it measured, with the accepted ids.
 pub async fn run(options: &LoadOptions) -> Result<LoadOutcome, BenchError> {
+    prepare(options).await?.run().await
+}
+
+/// A load whose connections are open, ready to start.
+pub struct Prepared {
+    options: LoadOptions,
+    template: Arc<Template>,
+    connections: Vec<Connection>,
+    clock: Clock,
+    start: Instant,
+}
+
+/// Resolves the target and opens every connection, so that connecting is not measured;
+/// the first event is due 5 ms after this returns.
+pub async fn prepare(options: &LoadOptions) -> Result<Prepared, BenchError> {
     let template = Arc::new(Template::new(options).await?);
-    let connections = options.connections.max(1);
-    // Open every connection before the clock starts, so connecting is not measured.
-    let mut opened = Vec::with_capacity(connections);
-    for _ in 0..connections {
+    let mut connections = Vec::with_capacity(options.connections.max(1));
+    for _ in 0..options.connections.max(1) {
         let sender =
             Connection::open(template.addr)
                 .await
@@ -460,15 +473,58 @@ pub async fn run(options: &LoadOptions) -> Result<LoadOutcome, BenchError> {
                     url: options.target.clone(),
                     source,
                 })?;
-        opened.push(Connection {
+        connections.push(Connection {
             addr: template.addr,
             sender: Some(sender),
         });
     }
+    Ok(Prepared {
+        options: options.clone(),
+        template,
+        connections,
+        clock: Clock::now(),
+        // A short delay lets every producer task reach its first wait before the first event.
+        start: Instant::now() + Duration::from_millis(5),
+    })
+}
+
+impl Prepared {
+    /// When the measured window starts, in ns since the Unix epoch: events stamped earlier
+    /// belong to the warm-up.
+    pub fn window_start_ns(&self) -> u64 {
+        self.clock.epoch_ns(self.start + self.options.warmup)
+    }
+
+    /// Runs the load and returns what it measured, with the accepted ids.
+    pub async fn run(self) -> Result<LoadOutcome, BenchError> {
+        let Prepared {
+            options,
+            template,
+            connections: opened,
+            clock,
+            start,
+        } = self;
+        let options = &options;
+        let connections = opened.len();
+        let outcome = drive(options, &template, opened, clock, start).await;
+        Ok(LoadOutcome {
+            report: outcome.0.report(options, &template, connections, outcome.1),
+            run: template.run.clone(),
+            accepted: outcome.0.accepted,
+            started: start,
+            finished: outcome.2,
+        })
+    }
+}
+
+async fn drive(
+    options: &LoadOptions,
+    template: &Arc<Template>,
+    opened: Vec<Connection>,
+    clock: Clock,
+    start: Instant,
+) -> (Tally, Duration, Instant) {
     let live = Arc::new(Live::default());
-    let clock = Clock::now();
-    // A short delay lets every producer task reach its first wait before the first event.
-    let start = Instant::now() + Duration::from_millis(5);
     let window = (
         start + options.warmup,
         start + options.warmup + options.duration,
@@ -505,40 +561,42 @@ pub async fn run(options: &LoadOptions) -> Result<LoadOutcome, BenchError> {
     };
 
     let tally = match options.mode {
-        Loop::Open { rate } => {
-            open_loop(&template, opened, rate, start, window, clock, &live).await
-        }
-        Loop::Closed => closed_loop(&template, opened, start, window, clock, &live).await,
+        Loop::Open { rate } => open_loop(template, opened, rate, start, window, clock, &live).await,
+        Loop::Closed => closed_loop(template, opened, start, window, clock, &live).await,
     };
     drop(progress);
-
     let finished = tally.last_answer.unwrap_or(window.1);
     let span = tally
         .last_answer_in_window
         .map_or(options.duration, |last| last.max(window.1) - window.0);
-    let report = IngestReport {
-        target: options.target.clone(),
-        mode: options.mode,
-        connections,
-        duration_s: options.duration.as_secs_f64(),
-        warmup_s: options.warmup.as_secs_f64(),
-        size: template.body.len(),
-        sent: tally.sent_in_window,
-        accepted: tally.accepted_in_window,
-        failed: tally.sent_in_window - tally.accepted_in_window,
-        accepted_per_s: tally.accepted_in_window as f64 / span.as_secs_f64().max(1e-9),
-        status: tally.status,
-        latency: Latency::of(&tally.latency),
-        total_sent: tally.total_sent,
-        total_accepted: tally.accepted.len(),
-    };
-    Ok(LoadOutcome {
-        report,
-        run: template.run.clone(),
-        accepted: tally.accepted,
-        started: start,
-        finished,
-    })
+    (tally, span, finished)
+}
+
+impl Tally {
+    fn report(
+        &self,
+        options: &LoadOptions,
+        template: &Template,
+        connections: usize,
+        span: Duration,
+    ) -> IngestReport {
+        IngestReport {
+            target: options.target.clone(),
+            mode: options.mode,
+            connections,
+            duration_s: options.duration.as_secs_f64(),
+            warmup_s: options.warmup.as_secs_f64(),
+            size: template.body.len(),
+            sent: self.sent_in_window,
+            accepted: self.accepted_in_window,
+            failed: self.sent_in_window - self.accepted_in_window,
+            accepted_per_s: self.accepted_in_window as f64 / span.as_secs_f64().max(1e-9),
+            status: self.status.clone(),
+            latency: Latency::of(&self.latency),
+            total_sent: self.total_sent,
+            total_accepted: self.accepted.len(),
+        }
+    }
 }
 
 /// When event `i` of an open loop at `rate` per second is due, after the start.

@@ -277,10 +277,12 @@ impl Receiver {
         }
     }
 
-    /// Records latency only for events stamped `warmup` from now or later.
-    pub fn measure_after(&self, warmup: Duration) {
-        let from = epoch_ns() + u64::try_from(warmup.as_nanos()).unwrap_or(u64::MAX);
-        self.shared.measure_from_ns.store(from, Ordering::Relaxed);
+    /// Records latency only for events stamped at or after `epoch_ns` (ns since the Unix
+    /// epoch): see [`Prepared::window_start_ns`](super::load::Prepared::window_start_ns).
+    pub fn measure_from(&self, epoch_ns: u64) {
+        self.shared
+            .measure_from_ns
+            .store(epoch_ns, Ordering::Relaxed);
     }
 
     /// The end-to-end latency over these paths together.
