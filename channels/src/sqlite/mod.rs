@@ -1,13 +1,17 @@
 //! The embedded default channel: one SQLite file holds every broker's log.
 //!
 //! # URL
-//! `sqlite://PATH`: `sqlite:///var/lib/weft/weft.db` (absolute) or `sqlite://data/weft.db`
-//! (relative to the working directory). The file and its parent directories are created
-//! if missing. Query strings are not accepted.
+//! `sqlite://PATH[?synchronous=full|normal]`: `sqlite:///var/lib/weft/weft.db` (absolute)
+//! or `sqlite://data/weft.db` (relative to the working directory). The file and its parent
+//! directories are created if missing. `synchronous=full` (the default) syncs the
+//! write-ahead log on every commit; `synchronous=normal` leaves that to the checkpoints:
+//! an acknowledged event still survives a crash of any process (it is in the operating
+//! system's cache), but a power loss or kernel crash may lose the last acknowledged ones.
 //!
 //! # Guarantees
 //! - **Durability**: `append` returns once its transaction is committed in WAL mode with
-//!   `synchronous=FULL`, so the events survive a crash of the process or the machine.
+//!   `synchronous=FULL`, so the events survive a crash of the process or the machine
+//!   (with `synchronous=normal`: of the process only).
 //!   Concurrent appends share one commit (group commit, see `writer`); a lone append
 //!   commits at once.
 //! - **Ordering**: a broker's events are numbered 1, 2, 3, … in append order (numbering
@@ -204,6 +208,38 @@ async fn checkpoint(mut conn: sqlx::SqliteConnection, shared: std::sync::Weak<Sh
     let _ = sqlx::Connection::close(conn).await;
 }
 
+/// What a `sqlite://PATH[?synchronous=full|normal]` URL names.
+struct SqliteUrl {
+    path: PathBuf,
+    synchronous: SqliteSynchronous,
+}
+
+/// Parses a `sqlite://PATH[?synchronous=full|normal]` URL.
+fn parse_url(url: &str) -> Result<SqliteUrl, ChannelError> {
+    let invalid = |reason| ChannelError::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let (location, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = path_of(location).map_err(|e| match e {
+        ChannelError::InvalidUrl { reason, .. } => invalid(reason),
+        other => other,
+    })?;
+    let mut synchronous = SqliteSynchronous::Full;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        synchronous = match pair {
+            "synchronous=full" => SqliteSynchronous::Full,
+            "synchronous=normal" => SqliteSynchronous::Normal,
+            _ => {
+                return Err(invalid(
+                    "the only option is synchronous=full or synchronous=normal",
+                ));
+            }
+        };
+    }
+    Ok(SqliteUrl { path, synchronous })
+}
+
 /// The file a `sqlite://PATH` URL names.
 fn path_of(url: &str) -> Result<PathBuf, ChannelError> {
     let invalid = |reason| ChannelError::InvalidUrl {
@@ -228,7 +264,7 @@ impl SqliteChannel {
     /// Opens (creating if needed) the file a `sqlite://PATH` URL names and starts its
     /// writer task. Must be called within a Tokio runtime.
     pub async fn open(url: &str, options: ChannelOptions) -> Result<Self, ChannelError> {
-        let path = path_of(url)?;
+        let SqliteUrl { path, synchronous } = parse_url(url)?;
         let failed = |source: BoxError| ChannelError::Open {
             url: url.to_owned(),
             source,
@@ -247,10 +283,12 @@ impl SqliteChannel {
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             // The checkpointer task copies the log into the database file, so commits
             // never pause for a checkpoint.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // Room for every insert shape (see `writer`) besides the other statements.
+            .statement_cache_capacity(256);
         migrate(writer.clone()).await.map_err(failed)?;
         let mut conn = writer.connect().await.map_err(|e| failed(e.into()))?;
         let rows: Vec<(i64, String, String, i64)> =
@@ -535,9 +573,23 @@ mod tests {
             PathBuf::from("/a/b.db")
         );
         assert_eq!(path_of("sqlite://b/c.db").unwrap(), PathBuf::from("b/c.db"));
-        for bad in ["sqlite://", "sqlite://x.db?mode=ro"] {
-            assert!(matches!(path_of(bad), Err(ChannelError::InvalidUrl { .. })));
+        for bad in [
+            "sqlite://",
+            "sqlite://x.db?mode=ro",
+            "sqlite://x.db?synchronous=off",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(ChannelError::InvalidUrl { .. })),
+                "{bad}"
+            );
         }
+        let normal = parse_url("sqlite://x.db?synchronous=normal").unwrap();
+        assert_eq!(normal.path, PathBuf::from("x.db"));
+        assert!(matches!(normal.synchronous, SqliteSynchronous::Normal));
+        assert!(matches!(
+            parse_url("sqlite://x.db").unwrap().synchronous,
+            SqliteSynchronous::Full
+        ));
         assert!(matches!(
             path_of("postgres://x"),
             Err(ChannelError::UnsupportedUrl { .. })

@@ -35,15 +35,32 @@ const RETENTION_CHUNK: u64 = 4096;
 /// Rows in the largest multi-row INSERT; 2 parameters each stays far below SQLite's limit.
 const MAX_ROWS_PER_INSERT: usize = 256;
 
-/// `INSERT … VALUES (?, ?, ?), …` for 1, 2, 4, … `MAX_ROWS_PER_INSERT` rows: a batch is
-/// split into these shapes so the connection's statement cache holds a handful of them.
-static INSERT_SHAPES: LazyLock<Vec<String>> = LazyLock::new(|| {
+/// Batches up to this many events are written by one statement of exactly their size,
+/// committed on its own (no BEGIN/COMMIT round trips): the common case, one round trip to
+/// the database thread per group commit.
+const EXACT_ROWS: usize = 64;
+
+/// `INSERT … VALUES (?, ?), …` by row count: every count up to [`EXACT_ROWS`], then
+/// powers of two up to [`MAX_ROWS_PER_INSERT`], so the statement cache stays bounded.
+static INSERT_SHAPES: LazyLock<Vec<(usize, String)>> = LazyLock::new(|| {
     let one = include_str!("sql/insert_events.sql").trim_end();
-    std::iter::successors(Some(1usize), |n| Some(n * 2))
-        .take_while(|&n| n <= MAX_ROWS_PER_INSERT)
-        .map(|n| format!("{one}{}", ", (?, ?)".repeat(n - 1)))
+    let powers = std::iter::successors(Some(EXACT_ROWS * 2), |n| Some(n * 2))
+        .take_while(|&n| n <= MAX_ROWS_PER_INSERT);
+    (1..=EXACT_ROWS)
+        .chain(powers)
+        .map(|n| (n, format!("{one}{}", ", (?, ?)".repeat(n - 1))))
         .collect()
 });
+
+/// The largest statement shape that fits `rows` rows, and its row count.
+fn insert_shape(rows: usize) -> (usize, &'static str) {
+    let (n, sql) = INSERT_SHAPES
+        .iter()
+        .rev()
+        .find(|(n, _)| *n <= rows)
+        .expect("a one-row shape exists");
+    (*n, sql.as_str())
+}
 
 /// The answer to one command.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, ChannelError>>;
@@ -490,29 +507,44 @@ impl Writer {
     }
 }
 
-/// Writes one group commit: the events, and the cursors that ride along.
+/// Writes one group commit: the events, and the cursors that ride along. A batch that
+/// fits one statement and carries no cursors commits by itself (SQLite's autocommit makes a
+/// single statement atomic and, with `synchronous=FULL`, durable); anything larger runs in
+/// one transaction.
 async fn write_events(
     conn: &mut SqliteConnection,
     rows: &[(i64, u64, Bytes)],
     cursors: &[(i64, ObjectKey, u64)],
 ) -> Result<(), sqlx::Error> {
+    if rows.len() <= EXACT_ROWS && cursors.is_empty() {
+        return insert_rows(&mut *conn, rows).await;
+    }
     let mut tx = conn.begin().await?;
     let mut rest = rows;
     while !rest.is_empty() {
-        // The largest shape that fits: at most log2(MAX_ROWS_PER_INSERT) + 1 statements
-        // beyond the full-size ones.
-        let shape =
-            (usize::BITS - 1 - rest.len().min(MAX_ROWS_PER_INSERT).leading_zeros()) as usize;
-        let (chunk, tail) = rest.split_at(1 << shape);
-        let mut insert = sqlx::query(INSERT_SHAPES[shape].as_str());
-        for (id, seq, body) in chunk {
-            insert = insert.bind(event_key(*id, *seq)).bind(body.as_ref());
-        }
-        insert.execute(&mut *tx).await?;
+        let (n, _) = insert_shape(rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        insert_rows(&mut tx, chunk).await?;
         rest = tail;
     }
     write_cursors(&mut tx, cursors).await?;
     tx.commit().await
+}
+
+/// Inserts rows with the one statement of exactly their number (at most
+/// [`MAX_ROWS_PER_INSERT`]).
+async fn insert_rows(
+    conn: &mut SqliteConnection,
+    rows: &[(i64, u64, Bytes)],
+) -> Result<(), sqlx::Error> {
+    let (n, sql) = insert_shape(rows.len());
+    debug_assert_eq!(n, rows.len(), "callers split rows into shapes");
+    let mut insert = sqlx::query(sql);
+    for (id, seq, body) in rows {
+        insert = insert.bind(event_key(*id, *seq)).bind(body.as_ref());
+    }
+    insert.execute(conn).await?;
+    Ok(())
 }
 
 async fn write_cursors(
