@@ -13,11 +13,14 @@
 //! - [`ack`]: cursor tracking when acknowledgements arrive out of order.
 //! - [`memory`]: an in-process backend for tests.
 //! - [`sqlite`]: the embedded default (feature `sqlite`).
+//! - [`postgres`]: PostgreSQL, shared by several processes (feature `postgres`).
 //! - [`ChannelError`]: the crate's one error type.
 
 pub mod ack;
 mod error;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod telemetry;
@@ -170,16 +173,20 @@ impl Default for ChannelOptions {
     }
 }
 
-/// Opens the channel a URL names: `sqlite://PATH` (a file, created if missing) or
-/// `memory://`.
+/// Opens the channel a URL names: `sqlite://PATH` (a file, created if missing),
+/// `postgres://…` (see [`postgres`]) or `memory://`.
 pub async fn open(url: &str, options: ChannelOptions) -> Result<Arc<dyn Channel>, ChannelError> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
-    #[cfg(not(feature = "sqlite"))]
+    #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
     let _ = options; // only the durable backends batch
     match scheme {
         "memory" => Ok(Arc::new(memory::MemoryChannel::new())),
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Arc::new(sqlite::SqliteChannel::open(url, options).await?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(
+            postgres::PostgresChannel::open(url, options).await?,
+        )),
         _ => Err(ChannelError::UnsupportedUrl { url: url.into() }),
     }
 }

@@ -53,6 +53,8 @@ macro_rules! conformance {
 conformance!(memory, crate::common::memory);
 #[cfg(feature = "sqlite")]
 conformance!(sqlite, crate::common::sqlite);
+#[cfg(feature = "postgres")]
+conformance!(postgres, crate::common::postgres);
 
 async fn publish_then_consume(b: Box<dyn Backend>) {
     let (ch, broker, trigger) = (b.channel(), key("b"), key("t"));

@@ -13,6 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use weft_channels::memory::MemoryChannel;
+#[cfg(feature = "postgres")]
+use weft_channels::postgres::PostgresChannel;
 #[cfg(feature = "sqlite")]
 use weft_channels::sqlite::SqliteChannel;
 use weft_channels::{Channel, ChannelOptions, Delivery, Subscription};
@@ -111,6 +113,164 @@ impl Backend for Sqlite {
 
     async fn stored_events(&self, broker: &ObjectKey) -> u64 {
         self.channel.stored_events(broker).await.unwrap()
+    }
+}
+
+/// The URL of the PostgreSQL server the tests use (`WEFT_POSTGRES_URL`, e.g.
+/// `postgres://postgres@127.0.0.1:55432/weft`). Unset, tests that need it skip, unless
+/// `WEFT_REQUIRE_BACKENDS=1` makes that a failure.
+#[cfg(feature = "postgres")]
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("WEFT_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => panic!(
+            "WEFT_REQUIRE_BACKENDS=1 but WEFT_POSTGRES_URL is not set: start PostgreSQL with \
+             `e2e/services/up postgres` and export WEFT_POSTGRES_URL=$(e2e/services/postgres.sh url)"
+        ),
+        _ => None,
+    }
+}
+
+/// A schema of its own on the test server, so that tests run in parallel; dropped (with
+/// everything in it) when this value is.
+#[cfg(feature = "postgres")]
+pub struct PgSchema {
+    /// The server's URL as configured.
+    pub admin_url: String,
+    /// The schema, also the `application_name` of the channel's connections.
+    pub name: String,
+    /// A channel URL whose tables live in this schema.
+    pub url: String,
+}
+
+#[cfg(feature = "postgres")]
+impl PgSchema {
+    /// Creates a fresh schema; `None` when no server is configured (see [`postgres_url`]).
+    pub async fn create() -> Option<PgSchema> {
+        use sqlx::Connection;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let admin_url = postgres_url()?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "weft_test_{}_{}_{nanos}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to WEFT_POSTGRES_URL {admin_url}: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let _ = admin.close().await;
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{admin_url}{separator}options=-c%20search_path%3D{name}&application_name={name}"
+        );
+        Some(PgSchema {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    /// Runs one statement on the server, outside any channel.
+    pub async fn admin(&self, statement: String) {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let _ = admin.close().await;
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside async code: a thread with a runtime of its own does the work.
+        let dropping = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await else {
+                    return;
+                };
+                for statement in [
+                    "SET lock_timeout = '10s'".to_owned(),
+                    format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
+                ] {
+                    if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut admin)
+                        .await
+                    {
+                        eprintln!("cannot drop test schema {name}: {error}");
+                        return;
+                    }
+                }
+                let _ = admin.close().await;
+            });
+        });
+        let _ = dropping.join();
+    }
+}
+
+/// The PostgreSQL backend, in a schema of its own.
+#[cfg(feature = "postgres")]
+pub struct Postgres {
+    channel: Arc<PostgresChannel>,
+    /// Declared after the channel, so that the channel is dropped first.
+    schema: PgSchema,
+}
+
+/// The PostgreSQL backend on the server `WEFT_POSTGRES_URL` names, with a small
+/// `max_batch` so that batches get split.
+#[cfg(feature = "postgres")]
+pub async fn postgres() -> Option<Box<dyn Backend>> {
+    let schema = PgSchema::create().await?;
+    let channel = Arc::new(PostgresChannel::open(&schema.url, options()).await.unwrap());
+    Some(Box::new(Postgres { channel, schema }))
+}
+
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl Backend for Postgres {
+    fn channel(&self) -> Arc<dyn Channel> {
+        self.channel.clone()
+    }
+
+    async fn reopen(&mut self) {
+        self.channel.close().await.unwrap();
+        self.channel = Arc::new(
+            PostgresChannel::open(&self.schema.url, options())
+                .await
+                .unwrap(),
+        );
+    }
+
+    async fn compact(&self) {
+        self.channel.compact().await.unwrap();
+    }
+
+    async fn stored_events(&self, broker: &ObjectKey) -> u64 {
+        self.channel.stored_events(broker).await.unwrap()
+    }
+
+    async fn open_second(&self) -> Option<Arc<dyn Channel>> {
+        let second = PostgresChannel::open(&self.schema.url, options())
+            .await
+            .unwrap();
+        Some(Arc::new(second))
     }
 }
 
