@@ -63,6 +63,19 @@ require_free_port() {
     done
 }
 
+# wait_ports_closed PORT... : after a stop, waits (up to 30 s) until nothing listens there
+# any more: a killed JVM's main thread turns zombie before its other threads have exited
+# and closed the sockets.
+wait_ports_closed() {
+    local port deadline=$((SECONDS + 30))
+    for port in "$@"; do
+        while port_open "$port"; do
+            ((SECONDS < deadline)) || { log "127.0.0.1:$port still open after stopping"; return 1; }
+            sleep 0.1
+        done
+    done
+}
+
 # pid_alive PID : the process exists and is not a zombie.
 pid_alive() {
     [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null \

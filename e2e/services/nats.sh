@@ -53,6 +53,7 @@ svc_stop() {
     log "stopping (pid $pid, SIG$signal)"
     stop_pid "$pid" 30 "$signal"
     rm -f "$PIDFILE"
+    wait_ports_closed "$PORT" "$MONITOR_PORT" || true
 }
 
 service_main "$@"; exit
