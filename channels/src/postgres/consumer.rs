@@ -1,0 +1,433 @@
+//! The read side: a trigger's subscription, the leases it holds, and its acknowledgements.
+//!
+//! Each subscription is one *consumer*. When it has nothing left to hand out it claims
+//! work, in this order: events of a lease it holds but has not loaded yet; a lease of the
+//! trigger that was released or expired (`sql/take_lease.sql`); the next range of events
+//! after the trigger's `claimed` mark (`sql/claim_range.sql`). Claims run in a task of
+//! their own, so a `next` cancelled mid-claim loses nothing: the claimed events wait in the
+//! consumer's buffer for the next call.
+//!
+//! Acknowledgements only touch memory (an [`AckTracker`] per lease); the keeper writes the
+//! progress. When the subscription and every delivery it handed out are gone, the consumer
+//! releases its leases (with their progress) so that another consumer, in this process or
+//! another, takes them over at once.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::debug;
+use weft_config::ObjectKey;
+use weft_config::event::codec;
+
+use super::keeper::{Message, Release};
+use super::{Shared, lock, unavailable};
+use crate::ack::AckTracker;
+use crate::{AckHandle, ChannelError, Delivery, Subscription};
+
+/// The fewest events a new range claims (unless fewer are there): claims cost round trips,
+/// and a consumer rarely asks for one event only once.
+const CLAIM_MIN: usize = 32;
+/// How long an idle subscription waits for a wake-up before looking again: the fallback
+/// when notifications are missed, and how expired leases are noticed.
+const POLL: Duration = Duration::from_secs(1);
+
+/// A lease's progress as the keeper writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Progress {
+    pub(super) id: i64,
+    pub(super) epoch: i64,
+    /// Every event of the lease below this is done; above `hi`, the lease is finished.
+    pub(super) lo: i64,
+    /// Give the lease up for another consumer.
+    pub(super) release: bool,
+}
+
+/// One subscription's claim on its trigger's events.
+pub(super) struct Consumer {
+    pub(super) shared: Arc<Shared>,
+    pub(super) broker: ObjectKey,
+    pub(super) broker_id: i64,
+    pub(super) trigger: ObjectKey,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The leases this consumer holds, by id.
+    leases: BTreeMap<i64, Lease>,
+    /// Claimed events not handed out yet, in order.
+    buffer: VecDeque<Buffered>,
+    /// The channel was closed: the leases were released, acknowledgements count no more.
+    detached: bool,
+}
+
+struct Lease {
+    epoch: i64,
+    /// The lease's last event.
+    hi: i64,
+    /// Everything below this is done as far as the database knows.
+    stored_lo: i64,
+    /// What is handed out and acknowledged; everything up to `committed` is done.
+    tracker: AckTracker,
+    /// The last event loaded into the buffer.
+    fetched: i64,
+}
+
+impl Lease {
+    fn progress(&self, id: i64, release: bool) -> Progress {
+        Progress {
+            id,
+            epoch: self.epoch,
+            lo: self.tracker.committed() as i64 + 1,
+            release,
+        }
+    }
+}
+
+struct Buffered {
+    lease: i64,
+    seq: i64,
+    /// `None` for a number missing from the log, which is skipped as done.
+    body: Option<Bytes>,
+}
+
+impl Consumer {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn ack(&self, lease: i64, seq: i64) {
+        let mut state = self.state();
+        if state.detached {
+            return;
+        }
+        if let Some(lease) = state.leases.get_mut(&lease) {
+            lease.tracker.ack(seq as u64);
+        }
+    }
+
+    /// The leases whose progress moved since it was last written.
+    pub(super) fn progress(&self) -> Vec<Progress> {
+        let state = self.state();
+        state
+            .leases
+            .iter()
+            // The next event to finish is above what the database has.
+            .filter(|(_, lease)| lease.tracker.committed() as i64 >= lease.stored_lo)
+            .map(|(&id, lease)| lease.progress(id, false))
+            .collect()
+    }
+
+    /// Notes that `written` is in the database; finished leases are forgotten.
+    pub(super) fn confirm(&self, written: &[Progress]) {
+        let mut state = self.state();
+        for p in written {
+            let Some(lease) = state.leases.get_mut(&p.id).filter(|l| l.epoch == p.epoch) else {
+                continue;
+            };
+            lease.stored_lo = lease.stored_lo.max(p.lo);
+            if lease.stored_lo > lease.hi {
+                state.leases.remove(&p.id);
+            }
+        }
+    }
+
+    /// The leases held, as (id, epoch), for renewal.
+    pub(super) fn held(&self) -> Vec<(i64, i64)> {
+        let state = self.state();
+        state.leases.iter().map(|(&id, l)| (id, l.epoch)).collect()
+    }
+
+    /// Forgets leases another consumer took over (or that were deleted with their
+    /// trigger), and their events not handed out yet.
+    pub(super) fn lost(&self, ids: &HashSet<i64>) {
+        let mut state = self.state();
+        let before = state.leases.len();
+        state.leases.retain(|id, _| !ids.contains(id));
+        if state.leases.len() < before {
+            debug!(trigger = %self.trigger, lost = before - state.leases.len(), "leases lost to another consumer");
+            state.buffer.retain(|b| !ids.contains(&b.lease));
+        }
+    }
+
+    /// Gives every lease up (the channel is closing); later acknowledgements are ignored.
+    pub(super) fn detach(&self) -> Vec<Progress> {
+        let mut state = self.state();
+        state.detached = true;
+        state.buffer.clear();
+        let released = releases(&state.leases);
+        state.leases.clear();
+        released
+    }
+
+    /// Starts holding a lease claimed or taken over.
+    fn hold(&self, id: i64, epoch: i64, lo: i64, hi: i64) {
+        let lease = Lease {
+            epoch,
+            hi,
+            stored_lo: lo,
+            tracker: AckTracker::new((lo - 1).max(0) as u64),
+            fetched: lo - 1,
+        };
+        self.state().leases.insert(id, lease);
+    }
+
+    /// The next events of a held lease that are not loaded yet, at most `want`.
+    fn unfetched(&self, want: usize) -> Option<(i64, i64, i64)> {
+        let state = self.state();
+        state
+            .leases
+            .iter()
+            .find(|(_, l)| l.fetched < l.hi)
+            .map(|(&id, l)| (id, l.fetched + 1, l.hi.min(l.fetched + want as i64)))
+    }
+
+    /// Loads events `from..=to` of a held lease into the buffer.
+    async fn fetch(&self, lease: i64, from: i64, to: i64) -> Result<(), ChannelError> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(include_str!("sql/select_events.sql"))
+            .bind(self.broker_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(unavailable)?;
+        let mut state = self.state();
+        let Some(held) = state.leases.get_mut(&lease) else {
+            return Ok(()); // lost meanwhile
+        };
+        held.fetched = to;
+        let mut rows = rows.into_iter().peekable();
+        for seq in from..=to {
+            let body = rows
+                .next_if(|(stored, _)| *stored == seq)
+                .map(|(_, body)| Bytes::from(body));
+            state.buffer.push_back(Buffered { lease, seq, body });
+        }
+        Ok(())
+    }
+
+    /// Hands out up to `max` buffered events. A record that cannot be decoded ends the
+    /// batch; alone, it is an error (returned again on every call: the trigger stops
+    /// rather than skip an event).
+    fn hand_out(self: &Arc<Self>, max: usize) -> Result<Vec<Delivery>, ChannelError> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let mut deliveries = Vec::new();
+        while deliveries.len() < max {
+            let Some(next) = state.buffer.front() else {
+                break;
+            };
+            let (lease_id, seq) = (next.lease, next.seq);
+            let Some(lease) = state.leases.get_mut(&lease_id) else {
+                state.buffer.pop_front(); // its lease was lost
+                continue;
+            };
+            let Some(body) = &next.body else {
+                lease.tracker.hand_out(seq as u64);
+                lease.tracker.ack(seq as u64);
+                state.buffer.pop_front();
+                continue;
+            };
+            match codec::decode(body.clone()) {
+                Ok(event) => {
+                    lease.tracker.hand_out(seq as u64);
+                    state.buffer.pop_front();
+                    let consumer = Arc::clone(self);
+                    deliveries.push(Delivery {
+                        event,
+                        ack: AckHandle::new(move || consumer.ack(lease_id, seq)),
+                    });
+                }
+                Err(source) if deliveries.is_empty() => {
+                    return Err(ChannelError::Corrupt {
+                        broker: self.broker.clone(),
+                        seq: seq as u64,
+                        source,
+                    });
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(deliveries)
+    }
+}
+
+/// Every lease as a release, with its progress.
+fn releases(leases: &BTreeMap<i64, Lease>) -> Vec<Progress> {
+    leases
+        .iter()
+        .map(|(&id, lease)| lease.progress(id, true))
+        .collect()
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if state.detached || state.leases.is_empty() {
+            return;
+        }
+        let release = Release {
+            broker_id: self.broker_id,
+            trigger: self.trigger.clone(),
+            leases: releases(&state.leases),
+        };
+        // Without a keeper (the channel is gone) the leases expire instead.
+        let _ = self.shared.keeper.send(Message::Release(release));
+    }
+}
+
+/// What a claim found.
+enum Claimed {
+    /// Events are in the buffer.
+    Events,
+    /// Nothing to claim now: wait for a wake-up.
+    Nothing,
+    /// Another consumer claimed the same range first: try again at once.
+    Again,
+}
+
+/// Claims work for the consumer; see the module documentation for the order.
+async fn claim(consumer: Arc<Consumer>, want: usize) -> Result<Claimed, ChannelError> {
+    let want = want.max(CLAIM_MIN);
+    if let Some((lease, from, to)) = consumer.unfetched(want) {
+        consumer.fetch(lease, from, to).await?;
+        return Ok(Claimed::Events);
+    }
+    let shared = &consumer.shared;
+    let (trigger, id) = (&consumer.trigger, consumer.broker_id);
+    let taken: Option<(i64, i64, i64, i64)> = sqlx::query_as(include_str!("sql/take_lease.sql"))
+        .bind(id)
+        .bind(&trigger.namespace)
+        .bind(&trigger.name)
+        .bind(&shared.holder)
+        .bind(shared.lease_secs())
+        .fetch_optional(&shared.pool)
+        .await
+        .map_err(unavailable)?;
+    if let Some((lease, epoch, lo, hi)) = taken {
+        debug!(trigger = %trigger, lo, hi, "took over a lease; its events are delivered again");
+        consumer.hold(lease, epoch, lo, hi);
+        consumer
+            .fetch(lease, lo, hi.min(lo + want as i64 - 1))
+            .await?;
+        return Ok(Claimed::Events);
+    }
+    type Row = (
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let row: Row = sqlx::query_as(include_str!("sql/claim_range.sql"))
+        .bind(id)
+        .bind(&trigger.namespace)
+        .bind(&trigger.name)
+        .bind(want as i64)
+        .bind(&shared.holder)
+        .bind(shared.lease_secs())
+        .fetch_one(&shared.pool)
+        .await
+        .map_err(unavailable)?;
+    match row {
+        (_, None, ..) => {
+            shared.forget_log(&consumer.broker, id);
+            Err(ChannelError::UnknownLog {
+                broker: consumer.broker.clone(),
+            })
+        }
+        (_, _, Some(lease), Some(epoch), Some(lo), Some(hi)) => {
+            consumer.hold(lease, epoch, lo, hi);
+            consumer.fetch(lease, lo, hi).await?;
+            Ok(Claimed::Events)
+        }
+        (Some(claimed), Some(head), ..) if head > claimed => Ok(Claimed::Again),
+        // Everything is claimed, or the trigger's cursor was deleted under it.
+        _ => Ok(Claimed::Nothing),
+    }
+}
+
+/// A trigger's subscription on a [`PostgresChannel`](super::PostgresChannel).
+pub(super) struct PostgresSubscription {
+    consumer: Arc<Consumer>,
+    /// Wake-ups of the log: appends, released leases, deletion.
+    wake: watch::Receiver<()>,
+    /// A claim still running (a `next` was cancelled while it ran); awaited first.
+    claiming: Option<JoinHandle<Result<Claimed, ChannelError>>>,
+}
+
+impl PostgresSubscription {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        broker: ObjectKey,
+        broker_id: i64,
+        trigger: ObjectKey,
+    ) -> Self {
+        let wake = shared.wake_receiver(broker_id);
+        let consumer = Arc::new(Consumer {
+            shared: Arc::clone(&shared),
+            broker,
+            broker_id,
+            trigger,
+            state: Mutex::default(),
+        });
+        let mut consumers = lock(&shared.consumers);
+        consumers.retain(|c| c.strong_count() > 0);
+        consumers.push(Arc::downgrade(&consumer));
+        drop(consumers);
+        PostgresSubscription {
+            consumer,
+            wake,
+            claiming: None,
+        }
+    }
+
+    /// Waits for a wake-up of the log, at most [`POLL`].
+    async fn wait(&mut self) {
+        if let Ok(Err(_)) = tokio::time::timeout(POLL, self.wake.changed()).await {
+            // The sender is gone: the log was deleted here, or the channel closed. The
+            // next claim (or `check_open`) says which; a fresh receiver keeps waits real.
+            self.wake = self.consumer.shared.wake_receiver(self.consumer.broker_id);
+        }
+    }
+}
+
+#[async_trait]
+impl Subscription for PostgresSubscription {
+    async fn next(&mut self, max: usize) -> Result<Vec<Delivery>, ChannelError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        loop {
+            self.consumer.shared.check_open()?;
+            let deliveries = self.consumer.hand_out(max)?;
+            if !deliveries.is_empty() {
+                return Ok(deliveries);
+            }
+            let claiming = match &mut self.claiming {
+                Some(claiming) => claiming,
+                None => {
+                    // Marked before claiming, so a wake-up during the claim is not missed.
+                    self.wake.borrow_and_update();
+                    let consumer = Arc::clone(&self.consumer);
+                    self.claiming.insert(tokio::spawn(claim(consumer, max)))
+                }
+            };
+            let outcome = claiming.await;
+            self.claiming = None;
+            let claimed = outcome.map_err(|error| ChannelError::Unavailable {
+                source: Box::new(error),
+            })??;
+            match claimed {
+                Claimed::Events | Claimed::Again => {}
+                Claimed::Nothing => self.wait().await,
+            }
+        }
+    }
+}

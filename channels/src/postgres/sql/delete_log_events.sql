@@ -1,0 +1,1 @@
+DELETE FROM weft_events WHERE broker_id = $1

@@ -1,0 +1,1 @@
+SELECT id FROM weft_brokers WHERE namespace = $1 AND name = $2

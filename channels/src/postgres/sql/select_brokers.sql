@@ -1,0 +1,1 @@
+SELECT namespace, name FROM weft_brokers ORDER BY namespace, name

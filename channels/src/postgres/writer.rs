@@ -1,0 +1,162 @@
+//! The task that appends: group commits.
+//!
+//! Append requests arrive over an mpsc channel; the writer takes every request already
+//! waiting (up to `max_batch` events) into one commit and only then answers each of them.
+//! A batch for one broker is a single statement (`sql/append.sql`: number, insert, notify),
+//! so it costs one round trip and one commit; a batch spanning brokers runs that statement
+//! per broker, in id order (so two processes never lock brokers in opposite orders), in
+//! one transaction. A lone append commits at once: nothing waits for company.
+//!
+//! The writer never stops on errors: a batch whose connection turns out to be broken is
+//! tried again on another; any other failure fails its requests (retriably) and the next
+//! batch tries again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use sqlx::PgConnection;
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+use weft_config::ObjectKey;
+
+use super::{BACKEND, POOL_SIZE, Shared, is_broken_connection};
+use crate::error::SharedError;
+use crate::{ChannelError, telemetry};
+
+/// Events to append to one log, already encoded by the caller.
+pub(super) struct AppendRequest {
+    pub(super) broker: ObjectKey,
+    /// The log the caller resolved `broker` to.
+    pub(super) broker_id: i64,
+    pub(super) bodies: Vec<Bytes>,
+    pub(super) reply: oneshot::Sender<Result<(), ChannelError>>,
+}
+
+/// One broker's share of a batch: its events in request order, and who waits for them.
+#[derive(Default)]
+struct Share {
+    bodies: Vec<Bytes>,
+    requests: Vec<AppendRequest>,
+}
+
+/// Serves append requests until every sender is gone (the channel was closed or dropped).
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut requests: mpsc::Receiver<AppendRequest>,
+    max_batch: usize,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut total = first.bodies.len();
+        let mut batch = vec![first];
+        while total < max_batch {
+            match requests.try_recv() {
+                Ok(next) => {
+                    total += next.bodies.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&shared, batch).await;
+    }
+}
+
+async fn commit(shared: &Shared, batch: Vec<AppendRequest>) {
+    let mut shares: BTreeMap<i64, Share> = BTreeMap::new();
+    for mut request in batch {
+        let share = shares.entry(request.broker_id).or_default();
+        share.bodies.append(&mut request.bodies);
+        share.requests.push(request);
+    }
+    let events: usize = shares.values().map(|s| s.bodies.len()).sum();
+    let mut attempts = 0;
+    let written = loop {
+        match write(shared, &shares).await {
+            // After a server restart every pooled connection is dead and fails once; try
+            // the next one rather than fail the producer. Should the lost connection have
+            // committed before it broke, the events are stored twice: at least once.
+            Err(error) if is_broken_connection(&error) && attempts < POOL_SIZE => {
+                attempts += 1;
+            }
+            written => break written,
+        }
+    };
+    match written {
+        Ok(stored) => {
+            shared.commits.fetch_add(1, Ordering::Relaxed);
+            telemetry::appended(BACKEND, events);
+            for (id, share) in shares {
+                let found = stored.contains(&id);
+                if found {
+                    // Subscriptions here need not wait for the notification's round trip.
+                    shared.wake(id);
+                } else if let Some(first) = share.requests.first() {
+                    shared.forget_log(&first.broker, id);
+                }
+                for request in share.requests {
+                    let result = if found {
+                        Ok(())
+                    } else {
+                        Err(ChannelError::UnknownLog {
+                            broker: request.broker,
+                        })
+                    };
+                    let _ = request.reply.send(result);
+                }
+            }
+        }
+        Err(error) => {
+            warn!(%error, events, "postgres group commit failed");
+            let closed = matches!(error, sqlx::Error::PoolClosed);
+            let shared_error = SharedError(Arc::new(error));
+            for request in shares.into_values().flat_map(|s| s.requests) {
+                let error = if closed {
+                    ChannelError::Closed
+                } else {
+                    ChannelError::Append {
+                        broker: request.broker,
+                        source: shared_error.boxed(),
+                    }
+                };
+                telemetry::append_failed(BACKEND, &error);
+                let _ = request.reply.send(Err(error));
+            }
+        }
+    }
+}
+
+/// Writes a batch; returns the ids of the logs that exist (and so were written).
+async fn write(shared: &Shared, shares: &BTreeMap<i64, Share>) -> Result<Vec<i64>, sqlx::Error> {
+    let mut stored = Vec::with_capacity(shares.len());
+    if shares.len() == 1 {
+        // One statement is its own transaction: one round trip, one commit.
+        let mut conn = shared.pool.acquire().await?;
+        for (&id, share) in shares {
+            if append(&mut conn, id, &share.bodies).await? {
+                stored.push(id);
+            }
+        }
+        return Ok(stored);
+    }
+    let mut tx = shared.pool.begin().await?;
+    for (&id, share) in shares {
+        if append(&mut tx, id, &share.bodies).await? {
+            stored.push(id);
+        }
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Appends one log's events; false when the log is gone.
+async fn append(conn: &mut PgConnection, id: i64, bodies: &[Bytes]) -> Result<bool, sqlx::Error> {
+    let bodies: Vec<&[u8]> = bodies.iter().map(Bytes::as_ref).collect();
+    let head: Option<i64> = sqlx::query_scalar(include_str!("sql/append.sql"))
+        .bind(id)
+        .bind(&bodies)
+        .fetch_optional(conn)
+        .await?;
+    Ok(head.is_some())
+}
