@@ -13,11 +13,14 @@
 //! - [`ack`]: cursor tracking when acknowledgements arrive out of order.
 //! - [`memory`]: an in-process backend for tests.
 //! - [`sqlite`]: the embedded default (feature `sqlite`).
+//! - [`kafka`]: a topic per broker, a consumer group per trigger (feature `kafka`).
 //! - [`postgres`]: PostgreSQL, shared by several processes (feature `postgres`).
 //! - [`ChannelError`]: the crate's one error type.
 
 pub mod ack;
 mod error;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -174,15 +177,18 @@ impl Default for ChannelOptions {
 }
 
 /// Opens the channel a URL names: `sqlite://PATH` (a file, created if missing),
-/// `postgres://…` (see [`postgres`]) or `memory://`.
+/// `postgres://…` (see [`postgres`]), `kafka://HOST:PORT[,…][?…]` (see [`kafka`]) or
+/// `memory://`.
 pub async fn open(url: &str, options: ChannelOptions) -> Result<Arc<dyn Channel>, ChannelError> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
-    #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+    #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "kafka")))]
     let _ = options; // only the durable backends batch
     match scheme {
         "memory" => Ok(Arc::new(memory::MemoryChannel::new())),
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Arc::new(sqlite::SqliteChannel::open(url, options).await?)),
+        #[cfg(feature = "kafka")]
+        "kafka" => Ok(Arc::new(kafka::KafkaChannel::open(url, options).await?)),
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Arc::new(
             postgres::PostgresChannel::open(url, options).await?,

@@ -53,6 +53,19 @@ macro_rules! conformance {
 conformance!(memory, crate::common::memory);
 #[cfg(feature = "sqlite")]
 conformance!(sqlite, crate::common::sqlite);
+#[cfg(feature = "kafka")]
+conformance!(kafka, crate::common::kafka::kafka);
+/// Kafka with four partitions per log: the bodies whose order holds per key or per append.
+#[cfg(feature = "kafka")]
+mod kafka_partitioned {
+    conformance!(@tests crate::common::kafka::kafka_partitioned;
+        order_is_kept_per_partition_key,
+        two_consumers_share_one_trigger,
+        group_commit_stores_every_concurrent_append_once,
+        new_trigger_starts_at_the_end,
+        acked_cursor_survives_reopen,
+    );
+}
 #[cfg(feature = "postgres")]
 conformance!(postgres, crate::common::postgres);
 
@@ -214,7 +227,9 @@ async fn numbering_continues_after_retention_and_reopen(mut b: Box<dyn Backend>)
         .into_iter()
         .for_each(|d| d.ack.ack());
     b.compact().await;
-    assert_eq!(b.stored_events(&broker).await, 0);
+    if b.deletes_consumed_events() {
+        assert_eq!(b.stored_events(&broker).await, 0);
+    }
     drop((sub, ch));
     b.reopen().await;
     let ch = b.channel();
@@ -242,32 +257,37 @@ async fn retention_keeps_what_a_cursor_has_not_passed(b: Box<dyn Backend>) {
         }
     }
     b.compact().await;
-    assert_eq!(
-        b.stored_events(&broker).await,
-        6,
-        "5..=10 are not passed by `slow`"
-    );
+    let stored = b.stored_events(&broker).await;
+    if b.deletes_consumed_events() {
+        assert_eq!(stored, 6, "5..=10 are not passed by `slow`");
+    } else {
+        assert!(stored >= 6, "5..=10 are not passed by `slow`");
+    }
     drop(lagging);
     let mut lagging = ch.subscribe(&broker, &slow).await.unwrap();
     assert_eq!(ids(&take(&mut lagging, 6).await), id_range(5, 10));
     drop(lagging);
     ch.delete_subscription(&broker, &slow).await.unwrap();
     b.compact().await;
-    assert_eq!(
-        b.stored_events(&broker).await,
-        0,
-        "`fast` passed everything"
-    );
+    if b.deletes_consumed_events() {
+        assert_eq!(
+            b.stored_events(&broker).await,
+            0,
+            "`fast` passed everything"
+        );
+    }
 
     let lonely = key("no-triggers");
     ch.ensure_log(&lonely).await.unwrap();
     ch.append(&lonely, events(1, 3)).await.unwrap();
     b.compact().await;
-    assert_eq!(
-        b.stored_events(&lonely).await,
-        0,
-        "a log without cursors keeps nothing"
-    );
+    if b.deletes_consumed_events() {
+        assert_eq!(
+            b.stored_events(&lonely).await,
+            0,
+            "a log without cursors keeps nothing"
+        );
+    }
     let mut sub = ch.subscribe(&lonely, &key("t")).await.unwrap();
     ch.append(&lonely, vec![event(4)]).await.unwrap();
     assert_eq!(ids(&take(&mut sub, 1).await), id_range(4, 4));
@@ -460,8 +480,10 @@ async fn order_is_kept_per_partition_key(b: Box<dyn Backend>) {
     );
     // The first ten are acknowledged; what is delivered again keeps each key's order too.
     let mut got = got.into_iter();
-    got.by_ref().take(10).for_each(|d| d.ack.ack());
-    let acked: HashSet<_> = sent[..10].iter().map(|e| e.id().to_owned()).collect();
+    // The first ten received: with several partitions, not necessarily the first ten sent.
+    let first: Vec<_> = got.by_ref().take(10).collect();
+    let acked: HashSet<_> = first.iter().map(|d| d.event.id().to_owned()).collect();
+    first.into_iter().for_each(|d| d.ack.ack());
     drop(got);
     drop(sub);
     let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();

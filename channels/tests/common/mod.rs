@@ -20,6 +20,9 @@ use weft_channels::sqlite::SqliteChannel;
 use weft_channels::{Channel, ChannelOptions, Delivery, Subscription};
 use weft_config::{AttributeValue, Event, ObjectKey};
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
+
 /// How long a test waits for something that must happen.
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a test waits to be confident that something does not happen.
@@ -41,6 +44,12 @@ pub trait Backend: Send + Sync {
     /// cannot be shared between processes; bodies that need one then skip.
     async fn open_second(&self) -> Option<Arc<dyn Channel>> {
         None
+    }
+    /// Whether retention deletes the events every cursor has passed (what `compact`
+    /// applies). Kafka keeps records for its own retention time instead; there the
+    /// retention bodies check only that nothing a cursor has not passed is gone.
+    fn deletes_consumed_events(&self) -> bool {
+        true
     }
 }
 
