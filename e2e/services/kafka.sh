@@ -59,7 +59,7 @@ kafka_java() {
 server_pid() {
     local pid
     pid=$(read_pid "$PIDFILE") || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *' kafka.Kafka '* ]] || return 1
     printf '%s\n' "$pid"
 }
 
@@ -76,8 +76,10 @@ metadata_ok() {
         --bootstrap-server "127.0.0.1:$PORT" --list >/dev/null
 }
 
-started_since() { # OFFSET : the log, from byte OFFSET on, says the server started
-    tail -c "+$(($1 + 1))" "$SERVICE_LOG" 2>/dev/null | grep -q 'Kafka Server started'
+# started_since OFFSET : the log, from byte OFFSET on, says the server started. (Not
+# `tail | grep -q`: with pipefail, grep quitting early makes tail's SIGPIPE a failure.)
+started_since() {
+    grep -q 'Kafka Server started' <(tail -c "+$(($1 + 1))" "$SERVICE_LOG" 2>/dev/null)
 }
 
 svc_start() {

@@ -14,16 +14,21 @@ SOCK="$SERVICE_DIR/sock"
 
 svc_url() { printf 'postgres://postgres@127.0.0.1:%s/weft\n' "$PORT"; }
 
-# The newest installed server's bin directory, installing the package when there is none.
+# The newest installed server's bin directory (Debian's layout), or nothing.
+installed_pg_bin() {
+    local dir best=
+    for dir in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V); do
+        [[ -x $dir/pg_ctl ]] && best=$dir
+    done
+    [[ -n $best ]] && printf '%s\n' "$best"
+}
+
+# The server's bin directory, installing the package when there is none.
 pg_bin() {
-    local bin
-    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
-    if [[ -z $bin || ! -x $bin/pg_ctl ]]; then
-        apt_install postgresql >&2
-        bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
-        [[ -n $bin && -x $bin/pg_ctl ]] || die "no PostgreSQL server binaries after installing"
+    if ! installed_pg_bin; then
+        apt_install postgresql
+        installed_pg_bin || die "no PostgreSQL server binaries after installing"
     fi
-    printf '%s\n' "$bin"
 }
 
 # Runs a command as the user owning the cluster, from / (root's cwd may be unreadable to it).
@@ -50,7 +55,7 @@ server_pid() {
 svc_healthy() {
     local bin
     server_pid >/dev/null || return 1
-    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1) || return 1
+    bin=$(installed_pg_bin) || return 1
     "$bin/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -d weft -tAc 'select 1' \
         >/dev/null 2>&1
 }
