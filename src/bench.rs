@@ -115,7 +115,11 @@ enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         open_connections: usize,
         /// Offered rates of the open-loop sweeps, events/s (1000 is always included).
-        #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,4000")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "500,1000,2000,4000,8000,16000"
+        )]
         rates: Vec<f64>,
         /// Trigger counts of the fan-out scenario.
         #[arg(long, value_delimiter = ',', default_value = "1,10,100")]

@@ -78,7 +78,7 @@ impl SuiteOptions {
             warmup: Duration::from_secs(1),
             connections: 32,
             open_connections: 64,
-            rates: vec![500.0, 1000.0, 2000.0, 4000.0, 8000.0],
+            rates: vec![500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0],
             fanout: vec![1, 10, 100],
             fixed_rate: 500.0,
             idle: (100, 1000),
