@@ -983,6 +983,135 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::receive::ReceiveReport;
+    use crate::bench::report::{Latency, StatusCounts};
+
+    fn ingest(accepted_per_s: f64, p99_ms: f64) -> IngestReport {
+        IngestReport {
+            target: "http://127.0.0.1:1/".into(),
+            mode: Loop::Closed,
+            connections: 32,
+            duration_s: 5.0,
+            warmup_s: 1.0,
+            size: 256,
+            sent: 10,
+            accepted: 10,
+            failed: 0,
+            accepted_per_s,
+            status: StatusCounts::default(),
+            latency: Latency {
+                p99_ms,
+                ..Latency::default()
+            },
+            total_sent: 10,
+            total_accepted: 10,
+        }
+    }
+
+    fn e2e(delivered_per_s: f64, lost: u64, p99_ms: f64) -> Run<E2eReport> {
+        Run {
+            load_before: 1.0,
+            report: E2eReport {
+                system: "weft (sqlite)".into(),
+                topology: Topology::default(),
+                ingest: ingest(delivered_per_s, 1.0),
+                expected: 100,
+                delivered: 100 - lost,
+                lost,
+                duplicates: 0,
+                delivered_per_s,
+                events_per_s: delivered_per_s,
+                latency: Latency {
+                    p99_ms,
+                    ..Latency::default()
+                },
+                drain_s: 0.0,
+                cpu_s: Some(1.0),
+                cpu_s_per_1000: Some(0.1),
+                rss_mib: Some(20.0),
+                dead_letters: None,
+                received: ReceiveReport::default(),
+                load_average: 1.0,
+            },
+        }
+    }
+
+    fn results() -> ChannelResults {
+        let run = |r: IngestReport| Run {
+            load_before: 1.0,
+            report: r,
+        };
+        ChannelResults {
+            channel: "sqlite".into(),
+            ingest_closed: (run(ingest(40_000.0, 1.0)), run(ingest(10_000.0, 5.0))),
+            ingest_sweep: Vec::new(),
+            // 55% of the forwarder, nothing lost.
+            e2e_closed: (e2e(20_000.0, 0, 2.0), e2e(11_000.0, 0, 9.0)),
+            e2e_sweep: vec![E2ePoint {
+                rate: TARGET_RATE,
+                baseline: e2e(1000.0, 0, 2.0),
+                weft: e2e(1000.0, 0, 12.5),
+            }],
+            forwarder_fixed: e2e(500.0, 0, 1.0),
+            fanout: Vec::new(),
+            // 85% of the healthy trigger's throughput beside the failing one.
+            failing_closed: (e2e(8_000.0, 0, 5.0), e2e(6_800.0, 0, 6.0)),
+            failing_open: (e2e(500.0, 0, 2.0), e2e(500.0, 0, 2.0)),
+            idle: vec![IdleRow {
+                brokers: 100,
+                triggers: 1000,
+                rss_mib: 29.5,
+                idle_cpu_s: 0.1,
+            }],
+        }
+    }
+
+    #[test]
+    fn targets_are_judged_on_the_figures_and_the_losses() {
+        let verdicts: Vec<bool> = targets(&results()).into_iter().map(|t| t.2).collect();
+        assert_eq!(verdicts, [true, false, false, true]);
+        let mut lossy = results();
+        lossy.e2e_closed.1.report.lost = 1;
+        assert!(
+            !targets(&lossy)[0].2,
+            "any loss misses the end-to-end target"
+        );
+        let first = &targets(&results())[0];
+        assert_eq!(first.1, "55% (11,000 vs 20,000 events/s), 0 lost");
+    }
+
+    #[test]
+    fn the_markdown_section_has_every_scenario_and_the_verdicts() {
+        let report = SuiteReport {
+            date: format_utc(0),
+            commit: Some("abc1234".into()),
+            command: "weft bench suite".into(),
+            machine: Machine::describe(),
+            duration_s: 5.0,
+            warmup_s: 1.0,
+            connections: 32,
+            open_connections: 64,
+            size: 256,
+            fixed_rate: 500.0,
+            channels: vec![results()],
+        };
+        let md = markdown(&report, &|c| format!("bench/suite-{c}.svg"));
+        assert!(md.starts_with(BEGIN) && md.trim_end().ends_with(END));
+        for heading in [
+            "**Ingest-ack**",
+            "**End to end**",
+            "**Fan-out**",
+            "**Failing sink**",
+            "**Idle memory**",
+            "**CPU per 1,000 deliveries**",
+        ] {
+            assert!(md.contains(heading), "{heading} missing");
+        }
+        assert!(md.contains("(bench/suite-sqlite.svg)"));
+        assert!(md.contains("at commit `abc1234`"));
+        assert_eq!(md.matches("| **missed** |").count(), 2);
+        assert!(md.contains("| closed, 32 conns | 20,000 | 0.00 / 2.00 / 0.00 | 11,000 |"));
+    }
 
     #[test]
     fn utc_dates_are_civil_dates() {
