@@ -29,6 +29,8 @@ perf record -q -F 999 -e cpu-clock --call-graph dwarf,16384 -t "$tids" -o "$out/
 wait "$bench" || true
 cat "$out/report.txt"
 
+# `head` closes the pipes early; that is not a failure.
+set +o pipefail
 report() { perf report -i "$out/perf.data" --stdio -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$'; }
 echo; echo "== by thread"; report --no-children --sort comm | head -8
 echo; echo "== by shared object"; report --no-children --sort dso | head -8
@@ -36,5 +38,5 @@ echo; echo "== by symbol (self)"; report --no-children --sort sym | head -25
 echo; echo "== data-plane frames (inclusive)"
 report --children --sort sym \
     | grep -E 'axum::serve::handle_connection|weft_channels::.*(Writer::run|Subscription>::next)|weft_broker::dispatcher::Dispatcher::(run|deliver)|HttpSink as|_int_malloc|_int_free|__x64_sys_futex|__GI___writev|sqlite3VdbeExec|sqlite3_step|fsync|fdatasync' \
-    | head -20
+    | grep -v '(inlined)' | cut -c1-150 | head -20
 echo; echo "perf data: $out/perf.data"
