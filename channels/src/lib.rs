@@ -15,6 +15,7 @@
 //! - [`sqlite`]: the embedded default (feature `sqlite`).
 //! - [`kafka`]: a topic per broker, a consumer group per trigger (feature `kafka`).
 //! - [`postgres`]: PostgreSQL, shared by several processes (feature `postgres`).
+//! - [`nats`]: a JetStream stream per broker, a durable consumer per trigger (feature `nats`).
 //! - [`ChannelError`]: the crate's one error type.
 
 pub mod ack;
@@ -22,6 +23,8 @@ mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -181,7 +184,12 @@ impl Default for ChannelOptions {
 /// `memory://`.
 pub async fn open(url: &str, options: ChannelOptions) -> Result<Arc<dyn Channel>, ChannelError> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
-    #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "kafka")))]
+    #[cfg(not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "kafka",
+        feature = "nats"
+    )))]
     let _ = options; // only the durable backends batch
     match scheme {
         "memory" => Ok(Arc::new(memory::MemoryChannel::new())),
@@ -193,6 +201,8 @@ pub async fn open(url: &str, options: ChannelOptions) -> Result<Arc<dyn Channel>
         "postgres" | "postgresql" => Ok(Arc::new(
             postgres::PostgresChannel::open(url, options).await?,
         )),
+        #[cfg(feature = "nats")]
+        "nats" => Ok(Arc::new(nats::NatsChannel::open(url, options).await?)),
         _ => Err(ChannelError::UnsupportedUrl { url: url.into() }),
     }
 }

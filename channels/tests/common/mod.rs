@@ -20,6 +20,12 @@ use weft_channels::sqlite::SqliteChannel;
 use weft_channels::{Channel, ChannelOptions, Delivery, Subscription};
 use weft_config::{AttributeValue, Event, ObjectKey};
 
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "nats")]
+#[allow(unused_imports)] // not every test binary runs the suite
+pub use nats::nats;
+
 #[cfg(feature = "kafka")]
 pub mod kafka;
 
@@ -44,6 +50,12 @@ pub trait Backend: Send + Sync {
     /// cannot be shared between processes; bodies that need one then skip.
     async fn open_second(&self) -> Option<Arc<dyn Channel>> {
         None
+    }
+    /// Whether the backend keeps an acknowledgement per event (JetStream) rather than a
+    /// cursor: then only the events never acknowledged are delivered again and count in
+    /// the backlog, not everything above the lowest unacknowledged one.
+    fn acks_each_event(&self) -> bool {
+        false
     }
     /// Whether retention deletes the events every cursor has passed (what `compact`
     /// applies). Kafka keeps records for its own retention time instead; there the
