@@ -114,6 +114,10 @@ enum BenchCommand {
         /// Connections of open-loop runs.
         #[arg(long, default_value_t = 64)]
         open_connections: usize,
+        /// Closed-loop pairs (baseline, weft) measured alternately for each ratio target;
+        /// the pair with the median ratio is reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
         /// Offered rates of the open-loop sweeps, events/s (1000 is always included).
         #[arg(
             long,
@@ -287,6 +291,7 @@ pub async fn run(
             warmup,
             connections,
             open_connections,
+            repeat,
             rates,
             fanout,
             fixed_rate,
@@ -306,6 +311,7 @@ pub async fn run(
             options.warmup = warmup;
             options.connections = connections;
             options.open_connections = open_connections;
+            options.repeat = repeat;
             options.rates = rates;
             options.fanout = fanout;
             options.fixed_rate = fixed_rate;

@@ -50,6 +50,9 @@ pub struct SuiteOptions {
     pub connections: usize,
     /// Connections of open-loop runs.
     pub open_connections: usize,
+    /// Closed-loop pairs (baseline, Weft) measured alternately per ratio target; the
+    /// pair with the median ratio is reported.
+    pub repeat: usize,
     /// Offered rates of the open-loop sweeps (events/s); [`TARGET_RATE`] is added.
     pub rates: Vec<f64>,
     /// Trigger counts of the fan-out scenario.
@@ -78,6 +81,7 @@ impl SuiteOptions {
             warmup: Duration::from_secs(1),
             connections: 32,
             open_connections: 64,
+            repeat: 3,
             rates: vec![500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0],
             fanout: vec![1, 10, 100],
             fixed_rate: 500.0,
@@ -150,20 +154,26 @@ pub struct IdleRow {
 pub struct ChannelResults {
     /// `sqlite`, `memory`, `postgres`, …
     pub channel: String,
-    /// Ingest-ack, closed loop: bare handler, then Weft.
+    /// Ingest-ack, closed loop: bare handler, then Weft; the pair with the median ratio.
     pub ingest_closed: (Run<IngestReport>, Run<IngestReport>),
+    /// Weft ÷ bare handler, %, of every closed-loop pair in the order measured.
+    pub ingest_closed_ratios: Vec<f64>,
     /// Ingest-ack, open-loop sweep.
     pub ingest_sweep: Vec<IngestPoint>,
-    /// End to end, closed loop: forwarder, then Weft.
+    /// End to end, closed loop: forwarder, then Weft; the pair with the median ratio.
     pub e2e_closed: (Run<E2eReport>, Run<E2eReport>),
+    /// Weft ÷ forwarder deliveries/s, %, of every closed-loop pair in the order measured.
+    pub e2e_closed_ratios: Vec<f64>,
     /// End to end, open-loop sweep.
     pub e2e_sweep: Vec<E2ePoint>,
     /// The forwarder at the fixed rate (fan-out baseline).
     pub forwarder_fixed: Run<E2eReport>,
     /// Fan-out rows.
     pub fanout: Vec<FanoutRow>,
-    /// Healthy trigger alone, then beside a failing one: closed loop.
+    /// Healthy trigger alone, then beside a failing one: closed loop; the median pair.
     pub failing_closed: (Run<E2eReport>, Run<E2eReport>),
+    /// Beside ÷ alone deliveries/s, %, of every closed-loop pair in the order measured.
+    pub failing_closed_ratios: Vec<f64>,
     /// The same at the fixed rate.
     pub failing_open: (Run<E2eReport>, Run<E2eReport>),
     /// Idle memory: no brokers, one broker and trigger, the large set.
@@ -189,6 +199,8 @@ pub struct SuiteReport {
     pub connections: usize,
     /// Open-loop connections.
     pub open_connections: usize,
+    /// Alternating closed-loop pairs per ratio target.
+    pub repeat: usize,
     /// Data bytes per event.
     pub size: usize,
     /// Rate of the fan-out and failing-sink open loops.
@@ -250,23 +262,39 @@ impl SuiteOptions {
     }
 }
 
-/// Runs the ingest load against `url` as a closed loop, then at each rate.
-async fn ingest_runs(
+/// One ingest run against `url`.
+async fn ingest_run(
     options: &SuiteOptions,
     url: &str,
-    label: &str,
-) -> Result<(Run<IngestReport>, Vec<Run<IngestReport>>), BenchError> {
-    let run = |mode: Loop, tag: String| {
-        let mut load = options.load(&tag, mode);
-        load.target = url.to_owned();
-        async move { timed(async { Ok(load::run(&load).await?.report) }).await }
-    };
-    let closed = run(Loop::Closed, format!("{label} closed")).await?;
-    let mut sweep = Vec::new();
-    for rate in options.sweep_rates() {
-        sweep.push(run(Loop::Open { rate }, format!("{label} {rate}/s")).await?);
-    }
-    Ok((closed, sweep))
+    mode: Loop,
+    label: String,
+) -> Result<Run<IngestReport>, BenchError> {
+    let mut load = options.load(&label, mode);
+    load.target = url.to_owned();
+    timed(async { Ok(load::run(&load).await?.report) }).await
+}
+
+/// Of pairs (baseline, system) measured one after the other, the pair whose ratio
+/// `ratio(baseline, system)` is the median (the lower one of an even count), and every
+/// ratio in the order measured.
+pub fn median_pair<T>(
+    pairs: Vec<(Run<T>, Run<T>)>,
+    ratio: impl Fn(&T, &T) -> f64,
+) -> ((Run<T>, Run<T>), Vec<f64>) {
+    let ratios: Vec<f64> = pairs
+        .iter()
+        .map(|(a, b)| ratio(&a.report, &b.report))
+        .collect();
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by(|&i, &j| ratios[i].total_cmp(&ratios[j]));
+    let median = order[(order.len() - 1) / 2];
+    // `median` indexes `pairs`, which holds at least one pair (repeat ≥ 1).
+    let pair = pairs.into_iter().nth(median).expect("a pair at the median");
+    (pair, ratios)
+}
+
+fn delivered_ratio(base: &E2eReport, system: &E2eReport) -> f64 {
+    percent(system.delivered_per_s, base.delivered_per_s).unwrap_or(0.0)
 }
 
 async fn channel(options: &SuiteOptions, spec: &ChannelSpec) -> Result<ChannelResults, BenchError> {
@@ -279,17 +307,16 @@ async fn channel(options: &SuiteOptions, spec: &ChannelSpec) -> Result<ChannelRe
             what: "a temp dir".into(),
             reason: e.to_string(),
         })?;
+    let repeat = options.repeat.max(1);
 
-    say(options, &format!("[{c}] ingest-ack: bare handler"));
-    let bare = start_baseline(&options.bin, &["baseline-http"], dir.path()).await?;
-    let bare_url = format!("http://{}/", bare.addr());
-    let (bare_closed, bare_sweep) = ingest_runs(options, &bare_url, "bare").await?;
-    bare.stop().await;
-
+    // Both targets run at once, and their runs alternate, so that a change in the
+    // machine's load affects both sides of each ratio alike.
     say(
         options,
-        &format!("[{c}] ingest-ack: weft, broker without triggers"),
+        &format!("[{c}] ingest-ack: bare handler and weft (broker without triggers), alternating"),
     );
+    let bare = start_baseline(&options.bin, &["baseline-http"], dir.path()).await?;
+    let bare_url = format!("http://{}/", bare.addr());
     let up = WeftUp::start(
         &options.bin,
         spec,
@@ -298,30 +325,41 @@ async fn channel(options: &SuiteOptions, spec: &ChannelSpec) -> Result<ChannelRe
         Duration::from_secs(30),
     )
     .await?;
-    let (weft_closed, weft_sweep) =
-        ingest_runs(options, &up.broker_url("default", "bench"), "weft ingest").await?;
-    up.stop().await;
-    let ingest_sweep = options
-        .sweep_rates()
-        .into_iter()
-        .zip(bare_sweep.into_iter().zip(weft_sweep))
-        .map(|(rate, (baseline, weft))| IngestPoint {
+    let weft_url = up.broker_url("default", "bench");
+    let mut pairs = Vec::new();
+    for i in 1..=repeat {
+        pairs.push((
+            ingest_run(options, &bare_url, Loop::Closed, format!("bare closed {i}")).await?,
+            ingest_run(options, &weft_url, Loop::Closed, format!("weft closed {i}")).await?,
+        ));
+    }
+    let (ingest_closed, ingest_closed_ratios) = median_pair(pairs, |b, w| {
+        percent(w.accepted_per_s, b.accepted_per_s).unwrap_or(0.0)
+    });
+    let mut ingest_sweep = Vec::new();
+    for rate in options.sweep_rates() {
+        let open = Loop::Open { rate };
+        ingest_sweep.push(IngestPoint {
             rate,
-            baseline,
-            weft,
-        })
-        .collect();
+            baseline: ingest_run(options, &bare_url, open, format!("bare {rate}/s")).await?,
+            weft: ingest_run(options, &weft_url, open, format!("weft {rate}/s")).await?,
+        });
+    }
+    bare.stop().await;
+    up.stop().await;
 
     say(options, &format!("[{c}] end to end, closed loop"));
     let one = Topology::default();
     let closed = options.load("e2e closed", Loop::Closed);
-    let fwd_closed = timed(e2e::run(&options.e2e(
-        System::Forwarder,
-        one,
-        closed.clone(),
-    )))
-    .await?;
-    let weft_e2e_closed = timed(e2e::run(&options.e2e(weft.clone(), one, closed))).await?;
+    let mut pairs = Vec::new();
+    for _ in 0..repeat {
+        let fwd = options.e2e(System::Forwarder, one, closed.clone());
+        pairs.push((
+            timed(e2e::run(&fwd)).await?,
+            timed(e2e::run(&options.e2e(weft.clone(), one, closed.clone()))).await?,
+        ));
+    }
+    let (e2e_closed, e2e_closed_ratios) = median_pair(pairs, delivered_ratio);
     let mut e2e_sweep = Vec::new();
     for rate in options.sweep_rates() {
         say(options, &format!("[{c}] end to end at {rate}/s"));
@@ -377,17 +415,22 @@ async fn channel(options: &SuiteOptions, spec: &ChannelSpec) -> Result<ChannelRe
         failing: true,
         ..one
     };
-    let mut failing_runs = Vec::new();
-    for (label, mode) in [("closed", Loop::Closed), ("fixed", fixed)] {
-        let alone = options.load(&format!("healthy alone {label}"), mode);
-        let beside = options.load(&format!("beside failing {label}"), mode);
-        failing_runs.push((
+    let mut pairs = Vec::new();
+    for i in 1..=repeat {
+        let alone = options.load(&format!("healthy alone closed {i}"), Loop::Closed);
+        let beside = options.load(&format!("beside failing closed {i}"), Loop::Closed);
+        pairs.push((
             timed(e2e::run(&options.e2e(weft.clone(), one, alone))).await?,
             timed(e2e::run(&options.e2e(weft.clone(), failing, beside))).await?,
         ));
     }
-    let failing_open = failing_runs.pop().expect("two runs");
-    let failing_closed = failing_runs.pop().expect("two runs");
+    let (failing_closed, failing_closed_ratios) = median_pair(pairs, delivered_ratio);
+    let alone = fixed_load("healthy alone fixed");
+    let beside = fixed_load("beside failing fixed");
+    let failing_open = (
+        timed(e2e::run(&options.e2e(weft.clone(), one, alone))).await?,
+        timed(e2e::run(&options.e2e(weft.clone(), failing, beside))).await?,
+    );
 
     say(options, &format!("[{c}] idle memory"));
     let mut idle = Vec::new();
@@ -397,13 +440,16 @@ async fn channel(options: &SuiteOptions, spec: &ChannelSpec) -> Result<ChannelRe
 
     Ok(ChannelResults {
         channel: c.clone(),
-        ingest_closed: (bare_closed, weft_closed),
+        ingest_closed,
+        ingest_closed_ratios,
         ingest_sweep,
-        e2e_closed: (fwd_closed, weft_e2e_closed),
+        e2e_closed,
+        e2e_closed_ratios,
         e2e_sweep,
         forwarder_fixed,
         fanout,
         failing_closed,
+        failing_closed_ratios,
         failing_open,
         idle,
     })
@@ -468,6 +514,7 @@ pub async fn run(options: &SuiteOptions) -> Result<SuiteReport, BenchError> {
         warmup_s: options.warmup.as_secs_f64(),
         connections: options.connections,
         open_connections: options.open_connections,
+        repeat: options.repeat.max(1),
         size: options.size,
         fixed_rate: options.fixed_rate,
         channels,
@@ -518,6 +565,24 @@ fn pct(a: f64, b: f64) -> String {
     percent(a, b).map_or("–".into(), |p| format!("{p:.0}%"))
 }
 
+/// `; pairs 38%, 43%, 40%` when there was more than one pair.
+fn spread(ratios: &[f64]) -> String {
+    if ratios.len() < 2 {
+        return String::new();
+    }
+    let all: Vec<String> = ratios.iter().map(|r| format!("{r:.0}%")).collect();
+    format!("; median of {} pairs: {}", ratios.len(), all.join(", "))
+}
+
+/// `closed, 32 conns` and, with several pairs, their ratios: the row shows the median one.
+fn closed_label(connections: usize, ratios: &[f64]) -> String {
+    let spread = spread(ratios);
+    match spread.strip_prefix("; ") {
+        Some(pairs) => format!("closed, {connections} conns ({pairs})"),
+        None => format!("closed, {connections} conns"),
+    }
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
@@ -532,9 +597,10 @@ pub fn targets(r: &ChannelResults) -> Vec<(String, String, bool)> {
             r.channel
         ),
         format!(
-            "{ratio:.0}% ({} vs {} events/s), {} lost",
+            "{ratio:.0}% ({} vs {} events/s{}), {} lost",
             thousands(weft.delivered_per_s),
             thousands(fwd.delivered_per_s),
+            spread(&r.e2e_closed_ratios),
             weft.lost
         ),
         ratio >= 50.0 && weft.lost == 0,
@@ -556,9 +622,10 @@ pub fn targets(r: &ChannelResults) -> Vec<(String, String, bool)> {
     out.push((
         format!("healthy trigger keeps ≥ 90% of its throughput beside a failing one ({})", r.channel),
         format!(
-            "{kept:.0}% at full load ({} vs {} events/s); at {} events/s: {}, p99 {:.2} vs {:.2} ms",
+            "{kept:.0}% at full load ({} vs {} events/s{}); at {} events/s: {}, p99 {:.2} vs {:.2} ms",
             thousands(beside.delivered_per_s),
             thousands(alone.delivered_per_s),
+            spread(&r.failing_closed_ratios),
             thousands(alone_o.ingest.mode_rate()),
             pct(beside_o.delivered_per_s, alone_o.delivered_per_s),
             beside_o.latency.p99_ms,
@@ -678,14 +745,16 @@ pub fn markdown(report: &SuiteReport, chart_link: &dyn Fn(&str) -> String) -> St
          Each run: {:.1} s measured after {:.1} s of warm-up; closed loops on {} connections, \
          open loops on {}; binary-mode events with {} B of JSON data. The load average \
          (`uptime`, 1 min) before each run is in the `load` column: above 2 the machine was \
-         busy with other work too, and every figure is then a lower bound. Ratios compare \
-         runs made minutes apart in the same suite.\n",
+         busy with other work too, and every figure is then a lower bound. Closed-loop \
+         ratios come from {} pairs (baseline, then Weft) measured alternately; the table shows \
+         the pair with the median ratio and lists all of them.\n",
         report.machine.line(),
         report.duration_s,
         report.warmup_s,
         report.connections,
         report.open_connections,
-        report.size
+        report.size,
+        report.repeat
     ));
     line("### Targets\n".into());
     line("| target | measured | status |".into());
@@ -742,7 +811,7 @@ fn channel_markdown(
         )
     };
     line(ingest_row(
-        format!("closed, {} conns", report.connections),
+        closed_label(report.connections, &r.ingest_closed_ratios),
         &r.ingest_closed.0,
         &r.ingest_closed.1,
     ));
@@ -786,7 +855,7 @@ fn channel_markdown(
         )
     };
     line(e2e_row(
-        format!("closed, {} conns", report.connections),
+        closed_label(report.connections, &r.e2e_closed_ratios),
         &r.e2e_closed.0,
         &r.e2e_closed.1,
     ));
@@ -844,7 +913,7 @@ fn channel_markdown(
     line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|".into());
     for (label, (a, b)) in [
         (
-            format!("closed, {} conns", report.connections),
+            closed_label(report.connections, &r.failing_closed_ratios),
             &r.failing_closed,
         ),
         (
@@ -1044,9 +1113,11 @@ mod tests {
         ChannelResults {
             channel: "sqlite".into(),
             ingest_closed: (run(ingest(40_000.0, 1.0)), run(ingest(10_000.0, 5.0))),
+            ingest_closed_ratios: vec![25.0],
             ingest_sweep: Vec::new(),
             // 55% of the forwarder, nothing lost.
             e2e_closed: (e2e(20_000.0, 0, 2.0), e2e(11_000.0, 0, 9.0)),
+            e2e_closed_ratios: vec![55.0],
             e2e_sweep: vec![E2ePoint {
                 rate: TARGET_RATE,
                 baseline: e2e(1000.0, 0, 2.0),
@@ -1056,6 +1127,7 @@ mod tests {
             fanout: Vec::new(),
             // 85% of the healthy trigger's throughput beside the failing one.
             failing_closed: (e2e(8_000.0, 0, 5.0), e2e(6_800.0, 0, 6.0)),
+            failing_closed_ratios: vec![80.0, 85.0, 95.0],
             failing_open: (e2e(500.0, 0, 2.0), e2e(500.0, 0, 2.0)),
             idle: vec![IdleRow {
                 brokers: 100,
@@ -1078,6 +1150,9 @@ mod tests {
         );
         let first = &targets(&results())[0];
         assert_eq!(first.1, "55% (11,000 vs 20,000 events/s), 0 lost");
+        assert!(targets(&results())[2].1.starts_with(
+            "85% at full load (6,800 vs 8,000 events/s; median of 3 pairs: 80%, 85%, 95%)"
+        ));
     }
 
     #[test]
@@ -1091,6 +1166,7 @@ mod tests {
             warmup_s: 1.0,
             connections: 32,
             open_connections: 64,
+            repeat: 3,
             size: 256,
             fixed_rate: 500.0,
             channels: vec![results()],
@@ -1111,6 +1187,28 @@ mod tests {
         assert!(md.contains("at commit `abc1234`"));
         assert_eq!(md.matches("| **missed** |").count(), 2);
         assert!(md.contains("| closed, 32 conns | 20,000 | 0.00 / 2.00 / 0.00 | 11,000 |"));
+    }
+
+    #[test]
+    fn the_median_pair_is_reported_with_every_ratio() {
+        let run = |v: f64| Run {
+            load_before: 0.0,
+            report: v,
+        };
+        let pairs = vec![
+            (run(10.0), run(5.0)),
+            (run(10.0), run(3.0)),
+            (run(10.0), run(9.0)),
+        ];
+        let ((base, system), ratios) = median_pair(pairs, |b, s| s / b * 100.0);
+        assert_eq!((base.report, system.report), (10.0, 5.0));
+        assert_eq!(ratios, [50.0, 30.0, 90.0]);
+        let two = vec![(run(1.0), run(2.0)), (run(1.0), run(1.0))];
+        assert_eq!(
+            median_pair(two, |b, s| s / b).0.1.report,
+            1.0,
+            "the lower middle"
+        );
     }
 
     #[test]
