@@ -532,3 +532,63 @@ impl Channel for NatsChannel {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test server (`WEFT_NATS_URL`), under a prefix of this test's own.
+    fn url(test: &str) -> Option<String> {
+        match std::env::var("WEFT_NATS_URL") {
+            Ok(url) if !url.is_empty() => {
+                Some(format!("{url}?prefix=U{}{test}", std::process::id()))
+            }
+            _ if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => {
+                panic!("WEFT_REQUIRE_BACKENDS=1 but WEFT_NATS_URL is not set")
+            }
+            _ => None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_that_is_not_a_cloudevent_is_terminated_not_handed_out() {
+        let Some(url) = url("garbage") else {
+            return;
+        };
+        let ch = NatsChannel::open(&url, ChannelOptions::default())
+            .await
+            .unwrap();
+        let (broker, trigger) = (
+            ObjectKey::new("default", "b"),
+            ObjectKey::new("default", "t"),
+        );
+        ch.ensure_log(&broker).await.unwrap();
+        let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+        let subject = ch.shared.names.subject(&broker);
+        (ch.shared.api.js)
+            .publish(subject, "not an event".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let event = Event::new("good", "/s", "t").unwrap();
+        ch.append(&broker, vec![event.clone()]).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.next(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].event, event);
+        got.into_iter().for_each(|d| d.ack.ack());
+        assert_eq!(ch.backlog(&broker, &trigger).await.unwrap(), 0);
+        ch.delete_log(&broker).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_server_fails_to_open() {
+        let error = NatsChannel::open("nats://127.0.0.1:1?timeout=1s", ChannelOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ChannelError::Open { .. }), "{error}");
+    }
+}
