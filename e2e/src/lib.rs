@@ -17,15 +17,20 @@
 //! - [`manifest`]: builders for Broker and Trigger YAML ([`broker`], [`trigger`], [`Delivery`]).
 //! - [`producer`]: [`Producer`], which POSTs events in each content mode, and [`event`], a
 //!   builder for test events with unique ids.
+//! - [`backend`]: [`Backend`], the real PostgreSQL, NATS and Kafka servers that
+//!   `e2e/services/` runs: their URLs from the environment, per-test channel URLs, stopping
+//!   and starting a server under a test.
 //! - [`bench`]: `weft bench`: the load generator, receiver, baselines and the benchmark
 //!   suite that writes `BENCHMARKS.md`.
 
+pub mod backend;
 pub mod bench;
 pub mod manifest;
 pub mod producer;
 pub mod sink;
 pub mod weft;
 
+pub use backend::Backend;
 pub use manifest::{Delivery, broker, documents, trigger};
 pub use producer::{Producer, Sent, event};
 pub use sink::{Received, Reply, Sink};
