@@ -597,7 +597,7 @@ pub fn targets(r: &ChannelResults) -> Vec<(String, String, bool)> {
             r.channel
         ),
         format!(
-            "{ratio:.0}% ({} vs {} events/s{}), {} lost",
+            "{ratio:.1}% ({} vs {} events/s{}), {} lost",
             thousands(weft.delivered_per_s),
             thousands(fwd.delivered_per_s),
             spread(&r.e2e_closed_ratios),
@@ -622,7 +622,7 @@ pub fn targets(r: &ChannelResults) -> Vec<(String, String, bool)> {
     out.push((
         format!("healthy trigger keeps ≥ 90% of its throughput beside a failing one ({})", r.channel),
         format!(
-            "{kept:.0}% at full load ({} vs {} events/s{}); at {} events/s: {}, p99 {:.2} vs {:.2} ms",
+            "{kept:.1}% at full load ({} vs {} events/s{}); at {} events/s: {}, p99 {:.2} vs {:.2} ms",
             thousands(beside.delivered_per_s),
             thousands(alone.delivered_per_s),
             spread(&r.failing_closed_ratios),
@@ -1149,7 +1149,7 @@ mod tests {
             "any loss misses the end-to-end target"
         );
         let first = &targets(&results())[0];
-        assert_eq!(first.1, "55% (11,000 vs 20,000 events/s), 0 lost");
+        assert_eq!(first.1, "55.0% (11,000 vs 20,000 events/s), 0 lost");
         assert!(targets(&results())[2].1.starts_with(
             "85% at full load (6,800 vs 8,000 events/s; median of 3 pairs: 80%, 85%, 95%)"
         ));
