@@ -1151,7 +1151,7 @@ mod tests {
         let first = &targets(&results())[0];
         assert_eq!(first.1, "55.0% (11,000 vs 20,000 events/s), 0 lost");
         assert!(targets(&results())[2].1.starts_with(
-            "85% at full load (6,800 vs 8,000 events/s; median of 3 pairs: 80%, 85%, 95%)"
+            "85.0% at full load (6,800 vs 8,000 events/s; median of 3 pairs: 80%, 85%, 95%)"
         ));
     }
 
