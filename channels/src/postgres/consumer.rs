@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -32,9 +31,6 @@ use crate::{AckHandle, ChannelError, Delivery, Subscription};
 /// The fewest events a new range claims (unless fewer are there): claims cost round trips,
 /// and a consumer rarely asks for one event only once.
 const CLAIM_MIN: usize = 32;
-/// How long an idle subscription waits for a wake-up before looking again: the fallback
-/// when notifications are missed, and how expired leases are noticed.
-const POLL: Duration = Duration::from_secs(1);
 
 /// A lease's progress as the keeper writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,8 +287,13 @@ enum Claimed {
     Again,
 }
 
-/// Claims work for the consumer; see the module documentation for the order.
-async fn claim(consumer: Arc<Consumer>, want: usize) -> Result<Claimed, ChannelError> {
+/// Claims work for the consumer; see the module documentation for the order. Leases to
+/// take over are looked for only with `takeover`: when one may be free.
+async fn claim(
+    consumer: Arc<Consumer>,
+    want: usize,
+    takeover: bool,
+) -> Result<Claimed, ChannelError> {
     let want = want.max(CLAIM_MIN);
     if let Some((lease, from, to)) = consumer.unfetched(want) {
         consumer.fetch(lease, from, to).await?;
@@ -300,15 +301,19 @@ async fn claim(consumer: Arc<Consumer>, want: usize) -> Result<Claimed, ChannelE
     }
     let shared = &consumer.shared;
     let (trigger, id) = (&consumer.trigger, consumer.broker_id);
-    let taken: Option<(i64, i64, i64, i64)> = sqlx::query_as(include_str!("sql/take_lease.sql"))
-        .bind(id)
-        .bind(&trigger.namespace)
-        .bind(&trigger.name)
-        .bind(&shared.holder)
-        .bind(shared.lease_secs())
-        .fetch_optional(&shared.pool)
-        .await
-        .map_err(unavailable)?;
+    let taken: Option<(i64, i64, i64, i64)> = if takeover {
+        sqlx::query_as(include_str!("sql/take_lease.sql"))
+            .bind(id)
+            .bind(&trigger.namespace)
+            .bind(&trigger.name)
+            .bind(&shared.holder)
+            .bind(shared.lease_secs())
+            .fetch_optional(&shared.pool)
+            .await
+            .map_err(unavailable)?
+    } else {
+        None
+    };
     if let Some((lease, epoch, lo, hi)) = taken {
         debug!(trigger = %trigger, lo, hi, "took over a lease; its events are delivered again");
         consumer.hold(lease, epoch, lo, hi);
@@ -357,7 +362,10 @@ async fn claim(consumer: Arc<Consumer>, want: usize) -> Result<Claimed, ChannelE
 pub(super) struct PostgresSubscription {
     consumer: Arc<Consumer>,
     /// Wake-ups of the log: appends, released leases, deletion.
-    wake: watch::Receiver<()>,
+    wake: watch::Receiver<u64>,
+    /// The wake-ups' count of possible takeovers when this subscription last looked for
+    /// leases to take over (`None`: never).
+    takeovers_seen: Option<u64>,
     /// A claim still running (a `next` was cancelled while it ran); awaited first.
     claiming: Option<JoinHandle<Result<Claimed, ChannelError>>>,
 }
@@ -384,13 +392,14 @@ impl PostgresSubscription {
         PostgresSubscription {
             consumer,
             wake,
+            takeovers_seen: None,
             claiming: None,
         }
     }
 
-    /// Waits for a wake-up of the log, at most [`POLL`].
+    /// Waits for a wake-up of the log.
     async fn wait(&mut self) {
-        if let Ok(Err(_)) = tokio::time::timeout(POLL, self.wake.changed()).await {
+        if self.wake.changed().await.is_err() {
             // The sender is gone: the log was deleted here, or the channel closed. The
             // next claim (or `check_open`) says which; a fresh receiver keeps waits real.
             self.wake = self.consumer.shared.wake_receiver(self.consumer.broker_id);
@@ -414,9 +423,11 @@ impl Subscription for PostgresSubscription {
                 Some(claiming) => claiming,
                 None => {
                     // Marked before claiming, so a wake-up during the claim is not missed.
-                    self.wake.borrow_and_update();
+                    let takeovers = *self.wake.borrow_and_update();
+                    let takeover = self.takeovers_seen.replace(takeovers) != Some(takeovers);
                     let consumer = Arc::clone(&self.consumer);
-                    self.claiming.insert(tokio::spawn(claim(consumer, max)))
+                    self.claiming
+                        .insert(tokio::spawn(claim(consumer, max, takeover)))
                 }
             };
             let outcome = claiming.await;

@@ -8,7 +8,10 @@
 //! range claimed meanwhile. Released leases (from consumers that ended) are written at
 //! once and wake the log's subscriptions, here and (by notification) elsewhere. A third of
 //! the lease duration after the last renewal, the held leases are renewed; those that
-//! changed hands are forgotten. Twice a second, retention runs.
+//! changed hands are forgotten. Once a second it looks at the logs this process has
+//! subscriptions on and wakes those that changed or have a lease to take over (which is how
+//! expired leases are noticed, and the fallback for missed notifications). Twice a second,
+//! retention runs.
 //!
 //! Nothing here stops on errors: what could not be written stays to be written at the next
 //! tick, and one warning is logged per outage.
@@ -24,7 +27,7 @@ use tracing::{debug, info, warn};
 use weft_config::ObjectKey;
 
 use super::consumer::{Consumer, Progress};
-use super::{Shared, lock, unavailable};
+use super::{NOTIFY_TAKEOVER, Shared, lock, unavailable};
 use crate::ChannelError;
 
 /// How often progress is written. A crash loses at most this much of it, which only means
@@ -33,6 +36,9 @@ const TICK: Duration = Duration::from_millis(50);
 /// Retention runs every this many ticks (twice a second), and at once again while a log
 /// has more to delete.
 const RETENTION_TICKS: u32 = 10;
+/// The logs watched here are looked at every this many ticks (once a second): wake-ups
+/// for what notifications missed, and for leases that expired.
+const WATCH_TICKS: u32 = 20;
 /// The most events one retention run deletes per log, so that a large backlog being
 /// released never holds long locks; the rest goes in the next runs.
 const RETENTION_CHUNK: i64 = 4096;
@@ -66,8 +72,11 @@ pub(super) struct Keeper {
     renew_ticks: u32,
     /// Retention left something to delete.
     retention_more: bool,
-    /// Writing failed last time; logged once until it works again.
-    failing: bool,
+    /// The heads of the watched logs when last looked at.
+    heads: HashMap<i64, i64>,
+    /// The operations that failed last time, so that an outage is logged once, and the
+    /// recovery after it.
+    failing: HashSet<&'static str>,
 }
 
 /// One trigger's share of a flush.
@@ -88,7 +97,8 @@ impl Keeper {
             releases: Vec::new(),
             renew_ticks: u32::try_from(renew_ticks).unwrap_or(u32::MAX),
             retention_more: true,
-            failing: false,
+            heads: HashMap::new(),
+            failing: HashSet::new(),
         }
     }
 
@@ -109,6 +119,10 @@ impl Keeper {
                         let renewed = self.renew().await;
                         self.report("renewing leases", &renewed);
                     }
+                    if ticks.is_multiple_of(WATCH_TICKS) {
+                        let watched = self.watch().await;
+                        self.report("looking at the logs", &watched);
+                    }
                     if self.retention_more || ticks.is_multiple_of(RETENTION_TICKS) {
                         let retained = self.retain().await;
                         self.report("applying retention", &retained);
@@ -121,12 +135,12 @@ impl Keeper {
                         self.report("releasing leases", &flushed);
                     }
                     Some(Message::Flush(reply)) => {
-                        let _ = reply.send(self.flush().await);
+                        let _ = reply.send(self.flush().await.map(drop));
                     }
                     Some(Message::Compact(reply)) => {
                         let result = match self.flush().await {
-                            Ok(()) => self.retain().await,
-                            error => error,
+                            Ok(_) => self.retain().await.map(drop),
+                            Err(error) => Err(error),
                         };
                         let _ = reply.send(result);
                     }
@@ -141,16 +155,15 @@ impl Keeper {
         }
     }
 
-    /// Logs the first failure of an outage and the recovery after it.
-    fn report(&mut self, what: &str, result: &Result<(), ChannelError>) {
-        match (result, self.failing) {
-            (Err(error), false) => {
+    /// Logs the first failure of an outage and the recovery after it. `Ok(false)`: the
+    /// operation had nothing to do and did not ask the database, which proves nothing.
+    fn report(&mut self, what: &'static str, result: &Result<bool, ChannelError>) {
+        match result {
+            Err(error) if self.failing.insert(what) => {
                 warn!(%error, "postgres channel: {what} failed; retrying");
-                self.failing = true;
             }
-            (Ok(()), true) => {
+            Ok(true) if self.failing.remove(what) => {
                 info!("postgres channel: {what} works again");
-                self.failing = false;
             }
             _ => {}
         }
@@ -162,8 +175,9 @@ impl Keeper {
         consumers.iter().filter_map(|c| c.upgrade()).collect()
     }
 
-    /// Writes the progress of live consumers and the pending releases.
-    async fn flush(&mut self) -> Result<(), ChannelError> {
+    /// Writes the progress of live consumers and the pending releases; says whether there
+    /// was any.
+    async fn flush(&mut self) -> Result<bool, ChannelError> {
         let mut groups: HashMap<(i64, ObjectKey), Group> = HashMap::new();
         for consumer in self.consumers() {
             let progress = consumer.progress();
@@ -183,7 +197,7 @@ impl Keeper {
             group.progress.extend_from_slice(&release.leases);
             group.releases.push(release);
         }
-        let mut result = Ok(());
+        let mut result = Ok(!groups.is_empty());
         for ((broker_id, trigger), group) in groups {
             let released = !group.releases.is_empty();
             match write_progress(&self.shared.pool, broker_id, &trigger, &group.progress).await {
@@ -193,7 +207,7 @@ impl Keeper {
                     }
                     if released {
                         debug!(trigger = %trigger, "leases released");
-                        self.shared.wake(broker_id);
+                        self.shared.wake(broker_id, true);
                     }
                 }
                 // Consumers report their progress again next time; releases are kept.
@@ -207,7 +221,7 @@ impl Keeper {
     }
 
     /// Extends the leases held; forgets those that changed hands.
-    async fn renew(&mut self) -> Result<(), ChannelError> {
+    async fn renew(&mut self) -> Result<bool, ChannelError> {
         let held: Vec<_> = self
             .consumers()
             .into_iter()
@@ -218,7 +232,7 @@ impl Keeper {
             .filter(|(_, held)| !held.is_empty())
             .collect();
         if held.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let (ids, epochs): (Vec<i64>, Vec<i64>) = held.iter().flat_map(|(_, h)| h).copied().unzip();
         let kept: Vec<i64> = sqlx::query_scalar(include_str!("sql/renew_leases.sql"))
@@ -239,12 +253,40 @@ impl Keeper {
                 consumer.lost(&lost);
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Wakes the subscriptions of watched logs whose head moved, that have a lease free to
+    /// take over, or that are gone: what notifications would have said, had they arrived,
+    /// and what they never say (a lease expired).
+    async fn watch(&mut self) -> Result<bool, ChannelError> {
+        let watched = self.shared.watched_logs();
+        if watched.is_empty() {
+            self.heads.clear();
+            return Ok(false);
+        }
+        let logs: Vec<(i64, i64, bool)> = sqlx::query_as(include_str!("sql/watch_logs.sql"))
+            .bind(&watched)
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(unavailable)?;
+        let mut heads = HashMap::with_capacity(logs.len());
+        for (id, head, takeover) in logs {
+            if takeover || self.heads.get(&id) != Some(&head) {
+                self.shared.wake(id, takeover);
+            }
+            heads.insert(id, head);
+        }
+        for id in watched.iter().filter(|id| !heads.contains_key(id)) {
+            self.shared.wake(*id, false);
+        }
+        self.heads = heads;
+        Ok(true)
     }
 
     /// Deletes, per log, up to [`RETENTION_CHUNK`] of the oldest events every cursor has
     /// passed; notes whether some log has more to delete.
-    async fn retain(&mut self) -> Result<(), ChannelError> {
+    async fn retain(&mut self) -> Result<bool, ChannelError> {
         let pool = &self.shared.pool;
         let bounds: Vec<(i64, i64, Option<i64>)> =
             sqlx::query_as(include_str!("sql/retention_bounds.sql"))
@@ -272,7 +314,7 @@ impl Keeper {
         if deleted > 0 {
             debug!(deleted, "postgres retention deleted events");
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Writes the last progress and releases every lease still held, so that other
@@ -335,6 +377,7 @@ async fn write_progress(
     if releases.contains(&true) {
         sqlx::query(include_str!("sql/notify.sql"))
             .bind(broker_id)
+            .bind(NOTIFY_TAKEOVER)
             .execute(&mut *tx)
             .await?;
     }

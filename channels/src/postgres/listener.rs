@@ -4,7 +4,8 @@
 //! The listening connection has a pool of its own (one connection), so it never waits for
 //! the busy pool. When the connection is lost, sqlx reconnects and listens again; every
 //! subscription is woken then, as notifications sent in between are gone. While it cannot
-//! reconnect, subscriptions poll (every second) and this task retries with backoff.
+//! reconnect, this task retries with backoff, and the keeper's once-a-second look at the
+//! logs wakes subscriptions meanwhile.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -13,16 +14,22 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tracing::{info, warn};
 
-use super::{NOTIFY_CHANNEL, Shared};
+use super::{NOTIFY_CHANNEL, NOTIFY_NEW, NOTIFY_TAKEOVER, Shared};
 
 /// The first wait after a failure; doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The broker id in a payload `<schema>:<broker id>` meant for `schema`.
-fn broker_of(payload: &str, schema: &str) -> Option<i64> {
+/// The broker id in a payload `<schema>:<broker id>[!]` meant for `schema`, and whether it
+/// tells of a released lease.
+fn broker_of(payload: &str, schema: &str) -> Option<(i64, bool)> {
+    let (payload, takeover) = match payload.strip_suffix(NOTIFY_TAKEOVER) {
+        Some(rest) => (rest, true),
+        None => (payload.strip_suffix(NOTIFY_NEW)?, false),
+    };
     let (from, id) = payload.rsplit_once(':')?;
-    (from == schema).then(|| id.parse().ok()).flatten()
+    let id = id.parse().ok().filter(|_| from == schema)?;
+    Some((id, takeover))
 }
 
 /// Listens until the channel is gone (or the task is aborted by `close`).
@@ -58,8 +65,8 @@ pub(super) async fn run(shared: Weak<Shared>, pool: PgPool, schema: String) {
                 }
                 match notification {
                     Some(notification) => {
-                        if let Some(id) = broker_of(notification.payload(), &schema) {
-                            shared.wake(id);
+                        if let Some((id, takeover)) = broker_of(notification.payload(), &schema) {
+                            shared.wake(id, takeover);
                         }
                     }
                     // The connection was lost and re-established: what was sent in between
@@ -93,8 +100,9 @@ mod tests {
 
     #[test]
     fn payloads_name_schema_and_broker() {
-        assert_eq!(broker_of("weft:42", "weft"), Some(42));
-        assert_eq!(broker_of("a:b:7", "a:b"), Some(7));
+        assert_eq!(broker_of("weft:42", "weft"), Some((42, false)));
+        assert_eq!(broker_of("weft:42!", "weft"), Some((42, true)));
+        assert_eq!(broker_of("a:b:7", "a:b"), Some((7, false)));
         assert_eq!(broker_of("other:42", "weft"), None);
         assert_eq!(broker_of("weft:x", "weft"), None);
         assert_eq!(broker_of("42", "weft"), None);

@@ -10,7 +10,8 @@
 //!
 //! Weft creates its tables itself (migrations in `migrations/postgres/`, recorded in
 //! `weft_migrations`); every name starts with `weft_`, so a database or schema can be shared
-//! with other software. Several processes may open the same database at once.
+//! with other software. Several processes may open the same database at once. Tested with
+//! PostgreSQL 15; the SQL needs 10 or newer.
 //!
 //! # Guarantees
 //! - **Durability**: `append` returns once its transaction is committed (with the server's
@@ -41,9 +42,13 @@
 //!   unchanged) or takes over a released or expired lease (`FOR UPDATE SKIP LOCKED`), so in
 //!   normal operation each event goes to exactly one of them. Ranges are at least 32 events,
 //!   or what `next` asked for. Ordered delivery holds per consumer, not across them.
-//! - **Wake-ups**: an append notifies `weft_events` (`LISTEN/NOTIFY`), which wakes the
-//!   log's waiting subscriptions in every process; without notifications (the listening
-//!   connection is being re-established) subscriptions poll every second.
+//! - **Wake-ups**: an append notifies `weft_events` (`LISTEN/NOTIFY`, at commit), which
+//!   wakes the log's waiting subscriptions in every process; so does a released lease.
+//!   Idle subscriptions issue no queries: once a second, each process's keeper looks at
+//!   the logs it has subscriptions on and wakes those whose head moved or that have a lease
+//!   to take over, which is how expired leases are noticed (about a second after they
+//!   expire) and what covers for notifications missed while the listening connection was
+//!   re-established.
 //! - **Unavailability**: when the server cannot be reached, calls fail within a few seconds
 //!   with a retriable error ([`ChannelError::Unavailable`] or [`ChannelError::Append`]);
 //!   the pool reconnects, the background tasks retry, and the channel recovers by itself.
@@ -91,8 +96,13 @@ use crate::error::BoxError;
 use crate::{Channel, ChannelError, ChannelOptions, ParkedEvent, Subscription, telemetry};
 
 const BACKEND: &str = "postgres";
-/// The `LISTEN/NOTIFY` channel; payloads are `<schema>:<broker id>`.
+/// The `LISTEN/NOTIFY` channel; payloads are `<schema>:<broker id>` followed by
+/// [`NOTIFY_NEW`] or [`NOTIFY_TAKEOVER`].
 const NOTIFY_CHANNEL: &str = "weft_events";
+/// The payload's end when a log has new events (or was deleted).
+const NOTIFY_NEW: &str = "";
+/// The payload's end when a lease of the log was released.
+const NOTIFY_TAKEOVER: &str = "!";
 /// How long a lease outlives its last renewal unless the URL says otherwise.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Connections for appends, claims, reads, progress and status queries.
@@ -138,9 +148,11 @@ struct Shared {
     /// Broker ids by name, so appends need no lookup; an entry is dropped when the broker
     /// turns out to be gone.
     ids: Mutex<HashMap<ObjectKey, i64>>,
-    /// Per broker id: bumped when the log may have something new for its subscriptions (an
-    /// append, a released lease, a deletion). Dropping a sender ends the waits on it.
-    wakes: Mutex<HashMap<i64, watch::Sender<()>>>,
+    /// Per broker id: marked changed when the log may have something new for its
+    /// subscriptions (an append, a deletion); its value counts the times a lease may have
+    /// become free to take over, so that subscriptions look for those only then. Dropping
+    /// a sender ends the waits on it.
+    wakes: Mutex<HashMap<i64, watch::Sender<u64>>>,
     /// The live consumers, whose progress the keeper writes.
     consumers: Mutex<Vec<Weak<Consumer>>>,
     /// To the keeper: released leases, flush and compaction requests.
@@ -170,28 +182,35 @@ impl Shared {
         self.lease.as_secs_f64()
     }
 
-    /// Wakes the subscriptions of one log in this process.
-    fn wake(&self, broker_id: i64) {
+    /// Wakes the subscriptions of one log in this process: new events, or (`takeover`) a
+    /// lease that may be free to take over.
+    fn wake(&self, broker_id: i64, takeover: bool) {
         if let Some(wake) = lock(&self.wakes).get(&broker_id) {
-            wake.send_replace(());
+            wake.send_modify(|takeovers| *takeovers += u64::from(takeover));
         }
     }
 
-    /// Wakes every subscription in this process (notifications may have been missed).
+    /// Wakes every subscription in this process, to look for everything (notifications
+    /// may have been missed).
     fn wake_all(&self) {
         lock(&self.wakes).values().for_each(|wake| {
-            wake.send_replace(());
+            wake.send_modify(|takeovers| *takeovers += 1);
         });
     }
 
     /// A receiver of the log's wake-ups.
-    fn wake_receiver(&self, broker_id: i64) -> watch::Receiver<()> {
+    fn wake_receiver(&self, broker_id: i64) -> watch::Receiver<u64> {
         let mut wakes = lock(&self.wakes);
         wakes.retain(|_, wake| wake.receiver_count() > 0);
         wakes
             .entry(broker_id)
-            .or_insert_with(|| watch::Sender::new(()))
+            .or_insert_with(|| watch::Sender::new(0))
             .subscribe()
+    }
+
+    /// The logs this process has subscriptions on.
+    fn watched_logs(&self) -> Vec<i64> {
+        lock(&self.wakes).keys().copied().collect()
     }
 
     /// Forgets a log that is gone: its cached id and its waits, which end.
@@ -512,6 +531,7 @@ impl Channel for PostgresChannel {
                 .await?;
             sqlx::query(include_str!("sql/notify.sql"))
                 .bind(id)
+                .bind(NOTIFY_NEW)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await

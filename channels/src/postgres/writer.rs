@@ -91,7 +91,7 @@ async fn commit(shared: &Shared, batch: Vec<AppendRequest>) {
                 let found = stored.contains(&id);
                 if found {
                     // Subscriptions here need not wait for the notification's round trip.
-                    shared.wake(id);
+                    shared.wake(id, false);
                 } else if let Some(first) = share.requests.first() {
                     shared.forget_log(&first.broker, id);
                 }
