@@ -19,7 +19,11 @@
 //! other test using it, and PostgreSQL tests share one schema (a starting `weft up` deletes
 //! the logs of brokers it has no manifest for). Tests of different backends run in parallel.
 //! Each test works in a namespace of its own and, on Kafka and NATS, under a name prefix of
-//! its own ([`Backend::channel_url`]); it deletes its broker at the end.
+//! its own ([`Backend::channel_url`]). A passing test deletes its broker (and so its log);
+//! a failing one leaves it on the server for a look.
+//!
+//! Every check of a test runs, and a failing test lists all that failed, with the requests
+//! concerned and their times relative to the kill or the stop.
 //!
 //! Run with `cargo build --bin weft && cargo test -p weft-e2e --test backends`; the binary
 //! must have been built with the backends' features (a URL it cannot open fails the test).
@@ -45,6 +49,8 @@ const RECOVERY: Duration = Duration::from_secs(30);
 /// How long every acknowledged event has to reach the sink once producers stop: covers
 /// the 10 s takeover of a killed process's events (see `Backend::channel_url`).
 const DRAIN: Duration = Duration::from_secs(60);
+/// Fewer acknowledged events than this would prove little about loss.
+const MIN_ACKED: usize = 100;
 /// The broker every test uses, in its own namespace.
 const BROKER: &str = "default";
 /// The trigger every test uses.
@@ -275,7 +281,13 @@ impl Test {
 
     /// Waits until every acknowledged id has reached the sink and prints deliveries and
     /// duplicates; notes the lost ids otherwise.
-    async fn check_all_arrive(&self, acked: &HashSet<String>, failures: &mut Failures) {
+    async fn check_all_arrive(
+        &self,
+        records: &[Record],
+        (epoch, label): (Instant, &str),
+        failures: &mut Failures,
+    ) {
+        let acked = acknowledged(records);
         let mut missing = acked.clone();
         let mut scanned = 0;
         let arrived = self
@@ -302,16 +314,17 @@ impl Test {
             unique.len(),
             all.len() - unique.len()
         );
-        let lost: Vec<&String> = acked
+        let lost: Vec<String> = records
             .iter()
-            .filter(|id| !unique.contains(id.as_str()))
+            .filter(|r| r.accepted() && !unique.contains(r.id.as_str()))
+            .map(|r| r.brief(epoch, label))
             .collect();
         failures.check(arrived.is_some() && lost.is_empty(), || {
             format!(
-                "{} of {} acknowledged events did not reach the sink within {DRAIN:?}, e.g. {:?}",
+                "{} of {} acknowledged events did not reach the sink within {DRAIN:?}:\n    {}",
                 lost.len(),
                 acked.len(),
-                lost.iter().take(10).collect::<Vec<_>>()
+                lost[..lost.len().min(10)].join("\n    ")
             )
         });
     }
@@ -469,7 +482,12 @@ async fn scale_out_survives_sigkill(backend: Backend) {
         r.target == victim && r.sent >= restarted && r.accepted()
     })
     .await;
+    // Enough acknowledged events to prove something, however slow the machine.
+    let deadline = Instant::now() + secs(20);
     tokio::time::sleep(secs(1)).await;
+    while load.count(Record::accepted) < 2 * MIN_ACKED && Instant::now() < deadline {
+        tokio::time::sleep(ms(100)).await;
+    }
     let records = load.stop().await;
 
     print_outcomes(backend, &records, 2);
@@ -488,16 +506,15 @@ async fn scale_out_survives_sigkill(backend: Backend) {
         format!("the surviving process {survivor} accepted nothing while the other was down")
     });
     check_only_202_or_5xx(&records, (restarted, "the restart"), &mut failures);
-    let acked = acknowledged(&records);
-    failures.check(acked.len() > 100, || {
-        format!(
-            "only {} events were acknowledged; the test proves nothing with so few",
-            acked.len()
-        )
+    let acked = acknowledged(&records).len();
+    failures.check(acked > MIN_ACKED, || {
+        format!("only {acked} events were acknowledged; the test proves nothing with so few")
     });
-    test.check_all_arrive(&acked, &mut failures).await;
-    test.delete_broker(&[&wefts[0], &wefts[1]]).await;
+    test.check_all_arrive(&records, (killed, "the kill"), &mut failures)
+        .await;
+    // Kept after a failure, for a look at what the server holds.
     failures.assert_none(backend);
+    test.delete_broker(&[&wefts[0], &wefts[1]]).await;
 }
 
 async fn server_outage(backend: Backend, kill: bool) {
@@ -578,10 +595,11 @@ async fn server_outage(backend: Backend, kill: bool) {
              ingress must answer 5xx when it cannot store"
         )
     });
-    test.check_all_arrive(&acknowledged(&records), &mut failures)
+    test.check_all_arrive(&records, (stopping, "the stop"), &mut failures)
         .await;
-    test.delete_broker(&[&weft]).await;
+    // Kept after a failure, for a look at what the server holds.
     failures.assert_none(backend);
+    test.delete_broker(&[&weft]).await;
 }
 
 /// One module per backend, with one test per scenario.
