@@ -597,11 +597,17 @@ pub fn targets(r: &ChannelResults) -> Vec<(String, String, bool)> {
             r.channel
         ),
         format!(
-            "{ratio:.1}% ({} vs {} events/s{}), {} lost",
+            "{ratio:.1}% ({} vs {} events/s{}), {} lost{}",
             thousands(weft.delivered_per_s),
             thousands(fwd.delivered_per_s),
             spread(&r.e2e_closed_ratios),
-            weft.lost
+            weft.lost,
+            match (weft.cpu_s_per_1000, fwd.cpu_s_per_1000) {
+                (Some(w), Some(f)) if f > 0.0 => {
+                    format!("; CPU per delivery {:.1}× the forwarder's", w / f)
+                }
+                _ => String::new(),
+            }
         ),
         ratio >= 50.0 && weft.lost == 0,
     )];
@@ -1149,7 +1155,10 @@ mod tests {
             "any loss misses the end-to-end target"
         );
         let first = &targets(&results())[0];
-        assert_eq!(first.1, "55.0% (11,000 vs 20,000 events/s), 0 lost");
+        assert_eq!(
+            first.1,
+            "55.0% (11,000 vs 20,000 events/s), 0 lost; CPU per delivery 1.0× the forwarder's"
+        );
         assert!(targets(&results())[2].1.starts_with(
             "85.0% at full load (6,800 vs 8,000 events/s; median of 3 pairs: 80%, 85%, 95%)"
         ));
