@@ -14,6 +14,8 @@
 //!   its `PubAck` before the next, as one ingress request does;
 //! - `channel`: the same through [`NatsChannel::append`] with one event per call (the
 //!   CloudEvents binding's headers, the stream check, the contiguity lock);
+//! - `consume`: one subscription taking what `channel` stored, 256 at a time, and
+//!   acknowledging each event (the dispatcher's side);
 //! - `pipelined`: one task keeping 256 publishes in flight: the server's ceiling.
 
 use std::collections::VecDeque;
@@ -165,6 +167,22 @@ async fn main() {
     })
     .await;
     report("channel", count, elapsed);
+
+    // consume: the trigger's subscription takes and acknowledges everything appended.
+    let mut sub = channel
+        .subscribe(&broker, &ObjectKey::new("default", "t"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut left = count;
+    while left > 0 {
+        let batch = sub.next(256).await.unwrap();
+        left = left.saturating_sub(batch.len() as u64);
+        batch.into_iter().for_each(|d| d.ack.ack());
+    }
+    channel.flush().await;
+    report("consume", count, started.elapsed());
+    drop(sub);
     channel.delete_log(&broker).await.unwrap();
 
     // pipelined: one task, 256 publishes in flight.

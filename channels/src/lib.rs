@@ -180,8 +180,8 @@ impl Default for ChannelOptions {
 }
 
 /// Opens the channel a URL names: `sqlite://PATH` (a file, created if missing),
-/// `postgres://…` (see [`postgres`]), `kafka://HOST:PORT[,…][?…]` (see [`kafka`]) or
-/// `memory://`.
+/// `postgres://…` (see [`postgres`]), `kafka://HOST:PORT[,…][?…]` (see [`kafka`]),
+/// `nats://HOST:PORT[,…][?…]` (see [`nats`]) or `memory://`.
 pub async fn open(url: &str, options: ChannelOptions) -> Result<Arc<dyn Channel>, ChannelError> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
     #[cfg(not(any(
