@@ -24,7 +24,7 @@ use weft_config::ObjectKey;
 use weft_config::event::codec;
 
 use super::keeper::{Message, Release};
-use super::{Shared, lock, unavailable};
+use super::{Shared, lock, retrying, unavailable};
 use crate::ack::AckTracker;
 use crate::{AckHandle, ChannelError, Delivery, Subscription};
 
@@ -185,13 +185,16 @@ impl Consumer {
 
     /// Loads events `from..=to` of a held lease into the buffer.
     async fn fetch(&self, lease: i64, from: i64, to: i64) -> Result<(), ChannelError> {
-        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(include_str!("sql/select_events.sql"))
-            .bind(self.broker_id)
-            .bind(from)
-            .bind(to)
-            .fetch_all(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let rows: Vec<(i64, Vec<u8>)> = retrying(|| async move {
+            sqlx::query_as(include_str!("sql/select_events.sql"))
+                .bind(self.broker_id)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.shared.bookkeeping)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         let mut state = self.state();
         let Some(held) = state.leases.get_mut(&lease) else {
             return Ok(()); // lost meanwhile
@@ -302,15 +305,18 @@ async fn claim(
     let shared = &consumer.shared;
     let (trigger, id) = (&consumer.trigger, consumer.broker_id);
     let taken: Option<(i64, i64, i64, i64)> = if takeover {
-        sqlx::query_as(include_str!("sql/take_lease.sql"))
-            .bind(id)
-            .bind(&trigger.namespace)
-            .bind(&trigger.name)
-            .bind(&shared.holder)
-            .bind(shared.lease_secs())
-            .fetch_optional(&shared.pool)
-            .await
-            .map_err(unavailable)?
+        retrying(|| async move {
+            sqlx::query_as(include_str!("sql/take_lease.sql"))
+                .bind(id)
+                .bind(&trigger.namespace)
+                .bind(&trigger.name)
+                .bind(&shared.holder)
+                .bind(shared.lease_secs())
+                .fetch_optional(&shared.bookkeeping)
+                .await
+        })
+        .await
+        .map_err(unavailable)?
     } else {
         None
     };
@@ -330,16 +336,19 @@ async fn claim(
         Option<i64>,
         Option<i64>,
     );
-    let row: Row = sqlx::query_as(include_str!("sql/claim_range.sql"))
-        .bind(id)
-        .bind(&trigger.namespace)
-        .bind(&trigger.name)
-        .bind(want as i64)
-        .bind(&shared.holder)
-        .bind(shared.lease_secs())
-        .fetch_one(&shared.pool)
-        .await
-        .map_err(unavailable)?;
+    let row: Row = retrying(|| async move {
+        sqlx::query_as(include_str!("sql/claim_range.sql"))
+            .bind(id)
+            .bind(&trigger.namespace)
+            .bind(&trigger.name)
+            .bind(want as i64)
+            .bind(&shared.holder)
+            .bind(shared.lease_secs())
+            .fetch_one(&shared.bookkeeping)
+            .await
+    })
+    .await
+    .map_err(unavailable)?;
     match row {
         (_, None, ..) => {
             shared.forget_log(&consumer.broker, id);

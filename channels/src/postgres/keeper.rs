@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use weft_config::ObjectKey;
 
 use super::consumer::{Consumer, Progress};
-use super::{NOTIFY_TAKEOVER, Shared, lock, unavailable};
+use super::{NOTIFY_TAKEOVER, Shared, lock, retrying, unavailable};
 use crate::ChannelError;
 
 /// How often progress is written. A crash loses at most this much of it, which only means
@@ -200,7 +200,9 @@ impl Keeper {
         let mut result = Ok(!groups.is_empty());
         for ((broker_id, trigger), group) in groups {
             let released = !group.releases.is_empty();
-            match write_progress(&self.shared.pool, broker_id, &trigger, &group.progress).await {
+            let (pool, trigger_ref, progress) =
+                (&self.shared.bookkeeping, &trigger, &group.progress);
+            match retrying(|| write_progress(pool, broker_id, trigger_ref, progress)).await {
                 Ok(()) => {
                     for (consumer, progress) in &group.consumers {
                         consumer.confirm(progress);
@@ -235,13 +237,17 @@ impl Keeper {
             return Ok(false);
         }
         let (ids, epochs): (Vec<i64>, Vec<i64>) = held.iter().flat_map(|(_, h)| h).copied().unzip();
-        let kept: Vec<i64> = sqlx::query_scalar(include_str!("sql/renew_leases.sql"))
-            .bind(&ids)
-            .bind(&epochs)
-            .bind(self.shared.lease_secs())
-            .fetch_all(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let (ids, epochs, shared) = (&ids, &epochs, &self.shared);
+        let kept: Vec<i64> = retrying(|| async move {
+            sqlx::query_scalar(include_str!("sql/renew_leases.sql"))
+                .bind(ids)
+                .bind(epochs)
+                .bind(shared.lease_secs())
+                .fetch_all(&shared.bookkeeping)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         let kept: HashSet<i64> = kept.into_iter().collect();
         for (consumer, held) in held {
             let lost: HashSet<i64> = held
@@ -265,11 +271,15 @@ impl Keeper {
             self.heads.clear();
             return Ok(false);
         }
-        let logs: Vec<(i64, i64, bool)> = sqlx::query_as(include_str!("sql/watch_logs.sql"))
-            .bind(&watched)
-            .fetch_all(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let (watched_ref, pool) = (&watched, &self.shared.bookkeeping);
+        let logs: Vec<(i64, i64, bool)> = retrying(|| async move {
+            sqlx::query_as(include_str!("sql/watch_logs.sql"))
+                .bind(watched_ref)
+                .fetch_all(pool)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         let mut heads = HashMap::with_capacity(logs.len());
         for (id, head, takeover) in logs {
             if takeover || self.heads.get(&id) != Some(&head) {
@@ -287,28 +297,33 @@ impl Keeper {
     /// Deletes, per log, up to [`RETENTION_CHUNK`] of the oldest events every cursor has
     /// passed; notes whether some log has more to delete.
     async fn retain(&mut self) -> Result<bool, ChannelError> {
-        let pool = &self.shared.pool;
-        let bounds: Vec<(i64, i64, Option<i64>)> =
+        let pool = &self.shared.bookkeeping;
+        let bounds: Vec<(i64, i64, i64)> = retrying(|| async move {
             sqlx::query_as(include_str!("sql/retention_bounds.sql"))
                 .fetch_all(pool)
                 .await
-                .map_err(unavailable)?;
+        })
+        .await
+        .map_err(unavailable)?;
         let mut more = false;
         let mut deleted = 0;
-        for (id, bound, oldest) in bounds {
-            let Some(oldest) = oldest.filter(|&oldest| oldest <= bound) else {
+        for (id, bound, retained) in bounds {
+            if retained >= bound {
                 continue;
-            };
-            let upto = bound.min(oldest + RETENTION_CHUNK - 1);
+            }
+            let upto = bound.min(retained + RETENTION_CHUNK);
             more |= upto < bound;
-            deleted += sqlx::query(include_str!("sql/delete_events.sql"))
-                .bind(id)
-                .bind(oldest)
-                .bind(upto)
-                .execute(pool)
-                .await
-                .map_err(unavailable)?
-                .rows_affected();
+            let count: i64 = retrying(|| async move {
+                sqlx::query_scalar(include_str!("sql/delete_events.sql"))
+                    .bind(id)
+                    .bind(retained)
+                    .bind(upto)
+                    .fetch_one(pool)
+                    .await
+            })
+            .await
+            .map_err(unavailable)?;
+            deleted += count;
         }
         self.retention_more = more;
         if deleted > 0 {

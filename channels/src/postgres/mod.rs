@@ -17,7 +17,11 @@
 //! - **Durability**: `append` returns once its transaction is committed (with the server's
 //!   `synchronous_commit`, by default on: flushed to the server's WAL). Concurrent appends
 //!   in a process share one transaction (group commit, see `writer`); a lone append
-//!   commits at once.
+//!   commits at once. So do new cursors, parked events and deletions. The bookkeeping of
+//!   leases and cursors commits with `synchronous_commit = off` (it does not wait for the
+//!   server's disk): a server crash may lose its last moments, which only means
+//!   redelivery; the server recovers a prefix of its log, so that bookkeeping is never
+//!   ahead of the appends it describes.
 //! - **Ordering**: a broker's events are numbered 1, 2, 3, … in commit order, across
 //!   processes: an append locks the broker's row (`head = head + n`), so appenders of one
 //!   broker queue there and a committed head means every event up to it is committed.
@@ -51,7 +55,10 @@
 //!   re-established.
 //! - **Unavailability**: when the server cannot be reached, calls fail within a few seconds
 //!   with a retriable error ([`ChannelError::Unavailable`] or [`ChannelError::Append`]);
-//!   the pool reconnects, the background tasks retry, and the channel recovers by itself.
+//!   the pools reconnect, the background tasks retry, and the channel recovers by itself.
+//!   After a server restart, a statement that finds its pooled connection dead is tried
+//!   again on another, so callers see nothing once the server is back (an append whose
+//!   connection broke after its commit is then stored twice: at least once).
 //! - **Retention**: twice a second each process deletes, per log, events that every cursor
 //!   has passed, oldest first and at most 4096 per log per run; a broker without cursors
 //!   keeps none (a new trigger starts at the end). Parked events are kept until an
@@ -105,7 +112,8 @@ const NOTIFY_NEW: &str = "";
 const NOTIFY_TAKEOVER: &str = "!";
 /// How long a lease outlives its last renewal unless the URL says otherwise.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-/// Connections for appends, claims, reads, progress and status queries.
+/// Connections in each of the two pools (see [`Shared::pool`] and
+/// [`Shared::bookkeeping`]).
 const POOL_SIZE: u32 = 16;
 /// How long a call waits for a connection before reporting the server unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -138,7 +146,15 @@ impl Drop for PostgresChannel {
 
 /// What the channel, its subscriptions and its tasks share.
 struct Shared {
+    /// Connections for what must be durable when a call returns: appends, cursors of new
+    /// subscriptions, parked events, deletions.
     pool: PgPool,
+    /// Connections with `synchronous_commit = off`, for the bookkeeping of leases and
+    /// cursors (claims, progress, renewals, retention): losing its last moments in a server
+    /// crash only means redelivery, so it need not wait for the server's disk. The server
+    /// recovers a prefix of its log, so nothing it keeps can be ahead of the durable
+    /// appends.
+    bookkeeping: PgPool,
     /// The schema the tables are in, which tells this database's notifications from those
     /// of other schemas.
     schema: String,
@@ -233,12 +249,15 @@ impl Shared {
 
     /// Looks the broker's id up in the database and caches it.
     async fn lookup(&self, broker: &ObjectKey) -> Result<Option<i64>, ChannelError> {
-        let id: Option<i64> = sqlx::query_scalar(include_str!("sql/select_broker.sql"))
-            .bind(&broker.namespace)
-            .bind(&broker.name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let id: Option<i64> = retrying(|| async move {
+            sqlx::query_scalar(include_str!("sql/select_broker.sql"))
+                .bind(&broker.namespace)
+                .bind(&broker.name)
+                .fetch_optional(&self.pool)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         if let Some(id) = id {
             lock(&self.ids).insert(broker.clone(), id);
         }
@@ -283,6 +302,24 @@ fn is_broken_connection(error: &sqlx::Error) -> bool {
             .code()
             .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
         _ => false,
+    }
+}
+
+/// Runs a database operation, and runs it again while the connection it got turns out to
+/// be broken (at most once per pooled connection): after a server restart every idle
+/// connection is dead, and callers should not see that. Only for operations that may run
+/// twice; see [`is_broken_connection`].
+async fn retrying<T, F, Fut>(mut operation: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempts = 0;
+    loop {
+        match operation().await {
+            Err(error) if is_broken_connection(&error) && attempts < POOL_SIZE => attempts += 1,
+            result => return result,
+        }
     }
 }
 
@@ -365,16 +402,25 @@ impl PostgresChannel {
             url: url.to_owned(),
             source,
         };
-        let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .min_connections(0)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            // A broken connection fails its statement and is replaced; checking every
-            // connection before use would cost a round trip per statement.
-            .test_before_acquire(false)
+        let pool_options = |size| {
+            PgPoolOptions::new()
+                .max_connections(size)
+                .min_connections(0)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                // A broken connection fails its statement and is replaced; checking every
+                // connection before use would cost a round trip per statement.
+                .test_before_acquire(false)
+        };
+        let pool = pool_options(POOL_SIZE)
             .connect_with(settings.connect.clone())
             .await
             .map_err(|e| failed(e.into()))?;
+        let bookkeeping = pool_options(POOL_SIZE).connect_lazy_with(
+            settings
+                .connect
+                .clone()
+                .options([("synchronous_commit", "off")]),
+        );
         migrate(&pool).await.map_err(failed)?;
         let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&pool)
@@ -384,6 +430,7 @@ impl PostgresChannel {
         let (keeper_tx, keeper_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             pool,
+            bookkeeping,
             schema,
             holder: holder_name(),
             lease: settings.lease,
@@ -503,12 +550,16 @@ fn parked_event(broker: &ObjectKey, row: PgRow) -> Result<ParkedEvent, ChannelEr
 impl Channel for PostgresChannel {
     async fn ensure_log(&self, broker: &ObjectKey) -> Result<(), ChannelError> {
         self.shared.check_open()?;
-        sqlx::query(include_str!("sql/insert_broker.sql"))
-            .bind(&broker.namespace)
-            .bind(&broker.name)
-            .execute(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let pool = &self.shared.pool;
+        retrying(|| async move {
+            sqlx::query(include_str!("sql/insert_broker.sql"))
+                .bind(&broker.namespace)
+                .bind(&broker.name)
+                .execute(pool)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         // Another process may delete it in between; then appends report the log unknown.
         self.shared.lookup(broker).await.map(drop)
     }
@@ -518,8 +569,9 @@ impl Channel for PostgresChannel {
         let Some(id) = self.shared.lookup(broker).await? else {
             return Ok(());
         };
-        let delete = async || {
-            let mut tx = self.shared.pool.begin().await?;
+        let pool = &self.shared.pool;
+        retrying(|| async move {
+            let mut tx = pool.begin().await?;
             // The broker first: that waits for its appenders, and stops new ones.
             sqlx::query(include_str!("sql/delete_broker.sql"))
                 .bind(id)
@@ -535,18 +587,23 @@ impl Channel for PostgresChannel {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await
-        };
-        delete().await.map_err(unavailable)?;
+        })
+        .await
+        .map_err(unavailable)?;
         self.shared.forget_log(broker, id);
         Ok(())
     }
 
     async fn logs(&self) -> Result<Vec<ObjectKey>, ChannelError> {
         self.shared.check_open()?;
-        let rows: Vec<(String, String)> = sqlx::query_as(include_str!("sql/select_brokers.sql"))
-            .fetch_all(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let pool = &self.shared.pool;
+        let rows: Vec<(String, String)> = retrying(|| async move {
+            sqlx::query_as(include_str!("sql/select_brokers.sql"))
+                .fetch_all(pool)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         Ok(rows
             .into_iter()
             .map(|(namespace, name)| ObjectKey::new(namespace, name))
@@ -589,14 +646,18 @@ impl Channel for PostgresChannel {
         trigger: &ObjectKey,
     ) -> Result<Box<dyn Subscription>, ChannelError> {
         self.shared.check_open()?;
-        let id: Option<i64> = sqlx::query_scalar(include_str!("sql/insert_cursor.sql"))
-            .bind(&broker.namespace)
-            .bind(&broker.name)
-            .bind(&trigger.namespace)
-            .bind(&trigger.name)
-            .fetch_optional(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let pool = &self.shared.pool;
+        let id: Option<i64> = retrying(|| async move {
+            sqlx::query_scalar(include_str!("sql/insert_cursor.sql"))
+                .bind(&broker.namespace)
+                .bind(&broker.name)
+                .bind(&trigger.namespace)
+                .bind(&trigger.name)
+                .fetch_optional(pool)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         let id = id.ok_or_else(|| ChannelError::UnknownLog {
             broker: broker.clone(),
         })?;
@@ -614,26 +675,33 @@ impl Channel for PostgresChannel {
         trigger: &ObjectKey,
     ) -> Result<(), ChannelError> {
         self.shared.check_open()?;
-        sqlx::query(include_str!("sql/delete_cursor.sql"))
-            .bind(&broker.namespace)
-            .bind(&broker.name)
-            .bind(&trigger.namespace)
-            .bind(&trigger.name)
-            .execute(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let pool = &self.shared.pool;
+        retrying(|| async move {
+            sqlx::query(include_str!("sql/delete_cursor.sql"))
+                .bind(&broker.namespace)
+                .bind(&broker.name)
+                .bind(&trigger.namespace)
+                .bind(&trigger.name)
+                .execute(pool)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         Ok(())
     }
 
     async fn subscriptions(&self, broker: &ObjectKey) -> Result<Vec<ObjectKey>, ChannelError> {
         self.shared.check_open()?;
-        let rows: Vec<(i64, Option<String>, Option<String>)> =
+        let pool = &self.shared.pool;
+        let rows: Vec<(i64, Option<String>, Option<String>)> = retrying(|| async move {
             sqlx::query_as(include_str!("sql/select_cursors.sql"))
                 .bind(&broker.namespace)
                 .bind(&broker.name)
-                .fetch_all(&self.shared.pool)
+                .fetch_all(pool)
                 .await
-                .map_err(unavailable)?;
+        })
+        .await
+        .map_err(unavailable)?;
         if rows.is_empty() {
             return Err(ChannelError::UnknownLog {
                 broker: broker.clone(),
@@ -649,14 +717,18 @@ impl Channel for PostgresChannel {
         self.shared.check_open()?;
         // This process's acknowledgements count at once, not only after the next write.
         self.shared.flush(false).await?;
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(include_str!("sql/backlog.sql"))
-            .bind(&broker.namespace)
-            .bind(&broker.name)
-            .bind(&trigger.namespace)
-            .bind(&trigger.name)
-            .fetch_optional(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let pool = &self.shared.pool;
+        let row: Option<(i64, Option<i64>)> = retrying(|| async move {
+            sqlx::query_as(include_str!("sql/backlog.sql"))
+                .bind(&broker.namespace)
+                .bind(&broker.name)
+                .bind(&trigger.namespace)
+                .bind(&trigger.name)
+                .fetch_optional(pool)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         match row {
             None => Err(ChannelError::UnknownLog {
                 broker: broker.clone(),
@@ -674,28 +746,39 @@ impl Channel for PostgresChannel {
         reason: &str,
     ) -> Result<(), ChannelError> {
         self.shared.check_open()?;
-        sqlx::query(include_str!("sql/insert_parked.sql"))
-            .bind(&broker.namespace)
-            .bind(&broker.name)
-            .bind(&trigger.namespace)
-            .bind(&trigger.name)
-            .bind(reason)
-            .bind(codec::encode(event).as_ref())
-            .execute(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let pool = &self.shared.pool;
+        let body = codec::encode(event);
+        let body = body.as_ref();
+        // Tried again on a broken connection: at worst the event is parked twice.
+        retrying(|| async move {
+            sqlx::query(include_str!("sql/insert_parked.sql"))
+                .bind(&broker.namespace)
+                .bind(&broker.name)
+                .bind(&trigger.namespace)
+                .bind(&trigger.name)
+                .bind(reason)
+                .bind(body)
+                .execute(pool)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         telemetry::parked(BACKEND);
         Ok(())
     }
 
     async fn parked(&self, broker: &ObjectKey) -> Result<Vec<ParkedEvent>, ChannelError> {
         self.shared.check_open()?;
-        let rows = sqlx::query(include_str!("sql/select_parked.sql"))
-            .bind(&broker.namespace)
-            .bind(&broker.name)
-            .fetch_all(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let pool = &self.shared.pool;
+        let rows = retrying(|| async move {
+            sqlx::query(include_str!("sql/select_parked.sql"))
+                .bind(&broker.namespace)
+                .bind(&broker.name)
+                .fetch_all(pool)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
         rows.into_iter()
             .map(|row| parked_event(broker, row))
             .collect()
@@ -729,6 +812,7 @@ impl Channel for PostgresChannel {
         // Dropping the wake senders ends waiting subscriptions, which see `closed`.
         lock(&self.shared.wakes).clear();
         self.shared.pool.close().await;
+        self.shared.bookkeeping.close().await;
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 use weft_config::ObjectKey;
 
-use super::{BACKEND, POOL_SIZE, Shared, is_broken_connection};
+use super::{BACKEND, Shared, retrying};
 use crate::error::SharedError;
 use crate::{ChannelError, telemetry};
 
@@ -71,18 +71,10 @@ async fn commit(shared: &Shared, batch: Vec<AppendRequest>) {
         share.requests.push(request);
     }
     let events: usize = shares.values().map(|s| s.bodies.len()).sum();
-    let mut attempts = 0;
-    let written = loop {
-        match write(shared, &shares).await {
-            // After a server restart every pooled connection is dead and fails once; try
-            // the next one rather than fail the producer. Should the lost connection have
-            // committed before it broke, the events are stored twice: at least once.
-            Err(error) if is_broken_connection(&error) && attempts < POOL_SIZE => {
-                attempts += 1;
-            }
-            written => break written,
-        }
-    };
+    // After a server restart every pooled connection is dead and fails once; the batch
+    // goes to the next one rather than fail the producers. Should a lost connection have
+    // committed before it broke, the events are stored twice: at least once.
+    let written = retrying(|| write(shared, &shares)).await;
     match written {
         Ok(stored) => {
             shared.commits.fetch_add(1, Ordering::Relaxed);

@@ -1,6 +1,7 @@
 -- Per log: the lowest cursor (events up to it are done; the head when the log has no
--- cursor, as a new trigger starts at the end) and the oldest stored event, if any.
+-- cursor, as a new trigger starts at the end), and how far retention got.
 SELECT b.id,
        COALESCE((SELECT MIN(c.seq) FROM weft_cursors AS c WHERE c.broker_id = b.id), b.head),
-       (SELECT MIN(e.seq) FROM weft_events AS e WHERE e.broker_id = b.id)
+       COALESCE(r.retained, 0)
 FROM weft_brokers AS b
+LEFT JOIN weft_retention AS r ON r.broker_id = b.id
