@@ -1,7 +1,7 @@
 //! The `kafka://` URL, and the names Weft gives to topics and consumer groups.
 //!
 //! # URL
-//! `kafka://HOST:PORT[,HOST:PORT…][?partitions=N&replication=R&prefix=P&timeout_ms=T]`
+//! `kafka://HOST:PORT[,HOST:PORT…][?partitions=N&replication=R&prefix=P&timeout_ms=T&linger_ms=L]`
 //! - `partitions`: partitions of a broker's new topic (default 10, as Knative's
 //!   `default.topic.partitions`). Existing topics keep theirs.
 //! - `replication`: replication factor of new topics (default: 3, or the number of
@@ -10,6 +10,11 @@
 //!   installations on one cluster keep apart by choosing different prefixes.
 //! - `timeout_ms`: how long an append may wait for Kafka before it fails (default
 //!   10 000); also bounds admin requests.
+//! - `linger_ms`: how long the producer may wait for more records before it sends a
+//!   request (librdkafka's `linger.ms`, fractions allowed; default 0.5). With 0 every
+//!   record wakes librdkafka's sender thread on its own, which doubles Weft's CPU per
+//!   event under load (on the 2-core test machine: about 7,000 instead of 13,700 events/s
+//!   of ingest) and saves about 1 ms of latency when events come one at a time.
 //!
 //! # Names
 //! Kubernetes namespaces are DNS labels (`[a-z0-9-]`, no dots) and object names DNS
@@ -41,11 +46,13 @@ pub(super) const DEFAULT_REPLICATION: i32 = 3;
 const DEFAULT_PREFIX: &str = "weft";
 /// How long an append waits for Kafka unless the URL says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the producer may wait for more records unless the URL says otherwise.
+const DEFAULT_LINGER_MS: f64 = 0.5;
 /// Kafka rejects longer topic names.
 const MAX_TOPIC_LEN: usize = 249;
 
 /// What a `kafka://` URL configures.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(super) struct KafkaConfig {
     /// `bootstrap.servers`: the comma-separated `host:port` list.
     pub bootstrap: String,
@@ -58,6 +65,8 @@ pub(super) struct KafkaConfig {
     pub prefix: String,
     /// How long an append (and an admin request) may wait for Kafka.
     pub timeout: Duration,
+    /// librdkafka's `linger.ms`.
+    pub linger_ms: f64,
 }
 
 impl KafkaConfig {
@@ -91,6 +100,7 @@ impl KafkaConfig {
             replication: None,
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
+            linger_ms: DEFAULT_LINGER_MS,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -126,9 +136,16 @@ impl KafkaConfig {
                         .ok_or_else(|| invalid("timeout_ms must be a number from 100 to 600000"))?;
                     config.timeout = Duration::from_millis(ms);
                 }
+                "linger_ms" => {
+                    config.linger_ms = value
+                        .parse()
+                        .ok()
+                        .filter(|ms: &f64| (0.0..=1000.0).contains(ms))
+                        .ok_or_else(|| invalid("linger_ms must be a number from 0 to 1000"))?;
+                }
                 _ => {
                     return Err(invalid(
-                        "unknown query parameter: expected partitions, replication, prefix or timeout_ms",
+                        "unknown query parameter: expected partitions, replication, prefix, timeout_ms or linger_ms",
                     ));
                 }
             }
@@ -221,7 +238,7 @@ mod tests {
             (10, None, "weft", Duration::from_secs(10))
         );
         let c = KafkaConfig::parse(
-            "kafka://a:1,b:2/?partitions=3&replication=2&prefix=t-1&timeout_ms=500",
+            "kafka://a:1,b:2/?partitions=3&replication=2&prefix=t-1&timeout_ms=500&linger_ms=0",
         )
         .unwrap();
         assert_eq!(c.bootstrap, "a:1,b:2");
@@ -229,6 +246,7 @@ mod tests {
             (c.partitions, c.replication, c.prefix.as_str(), c.timeout),
             (3, Some(2), "t-1", Duration::from_millis(500))
         );
+        assert_eq!(c.linger_ms, 0.0);
         for bad in [
             "kafka://",
             "kafka://host",
@@ -239,6 +257,7 @@ mod tests {
             "kafka://h:1?replication=x",
             "kafka://h:1?prefix=a/b",
             "kafka://h:1?acks=1",
+            "kafka://h:1?linger_ms=-1",
         ] {
             assert!(
                 matches!(
