@@ -113,7 +113,7 @@ impl Consumer {
         state
             .leases
             .iter()
-            // The next event to finish is above what the database has.
+            // Finished in order up to at least `stored_lo`, which the database has as open.
             .filter(|(_, lease)| lease.tracker.committed() as i64 >= lease.stored_lo)
             .map(|(&id, lease)| lease.progress(id, false))
             .collect()
@@ -195,9 +195,16 @@ impl Consumer {
         })
         .await
         .map_err(unavailable)?;
+        self.load(lease, from, to, rows);
+        Ok(())
+    }
+
+    /// Puts the stored `rows` (sequence number, body) of events `from..=to` of a held
+    /// lease into the buffer; numbers without a row are handed out as done.
+    fn load(&self, lease: i64, from: i64, to: i64, rows: Vec<(i64, Vec<u8>)>) {
         let mut state = self.state();
         let Some(held) = state.leases.get_mut(&lease) else {
-            return Ok(()); // lost meanwhile
+            return; // lost meanwhile
         };
         held.fetched = to;
         let mut rows = rows.into_iter().peekable();
@@ -207,7 +214,6 @@ impl Consumer {
                 .map(|(_, body)| Bytes::from(body));
             state.buffer.push_back(Buffered { lease, seq, body });
         }
-        Ok(())
     }
 
     /// Hands out up to `max` buffered events. A record that cannot be decoded ends the
@@ -448,6 +454,151 @@ impl Subscription for PostgresSubscription {
                 Claimed::Events | Claimed::Again => {}
                 Claimed::Nothing => self.wait().await,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::time::Duration;
+
+    use sqlx::postgres::PgPoolOptions;
+    use tokio::sync::mpsc;
+    use weft_config::Event;
+
+    use super::*;
+
+    /// A consumer whose pools never connect: these tests stay in memory.
+    fn consumer() -> (Arc<Consumer>, mpsc::UnboundedReceiver<Message>) {
+        let (keeper, messages) = mpsc::unbounded_channel();
+        let lazy = || PgPoolOptions::new().connect_lazy("postgres://nobody@127.0.0.1:9/none");
+        let shared = Arc::new(Shared {
+            pool: lazy().unwrap(),
+            bookkeeping: lazy().unwrap(),
+            schema: "weft".into(),
+            holder: "test".into(),
+            lease: Duration::from_secs(30),
+            ids: Mutex::default(),
+            wakes: Mutex::default(),
+            consumers: Mutex::default(),
+            keeper,
+            closed: AtomicBool::new(false),
+            commits: AtomicU64::new(0),
+        });
+        let consumer = Consumer {
+            shared,
+            broker: ObjectKey::new("default", "b"),
+            broker_id: 1,
+            trigger: ObjectKey::new("default", "t"),
+            state: Mutex::default(),
+        };
+        (Arc::new(consumer), messages)
+    }
+
+    fn row(seq: i64) -> (i64, Vec<u8>) {
+        let event = Event::new(format!("e{seq}"), "/test", "test").unwrap();
+        (seq, codec::encode(&event).to_vec())
+    }
+
+    fn ids(deliveries: &[Delivery]) -> Vec<String> {
+        deliveries.iter().map(|d| d.event.id().to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_become_progress_and_finish_leases() {
+        let (consumer, _keeper) = consumer();
+        consumer.hold(7, 0, 1, 5);
+        // Event 3 is missing from the log: it is skipped as done.
+        consumer.load(7, 1, 5, vec![row(1), row(2), row(4), row(5)]);
+        let mut got = consumer.hand_out(10).unwrap().into_iter();
+        let taken: Vec<_> = got.by_ref().take(3).collect();
+        assert_eq!(ids(&taken), ["e1", "e2", "e4"]);
+        let mut taken = taken.into_iter();
+        let (first, second, fourth) = (
+            taken.next().unwrap(),
+            taken.next().unwrap(),
+            taken.next().unwrap(),
+        );
+        second.ack.ack();
+        assert!(consumer.progress().is_empty(), "1 is not done yet");
+        first.ack.ack();
+        let progress = consumer.progress();
+        assert_eq!(progress.len(), 1);
+        assert_eq!((progress[0].id, progress[0].lo), (7, 4), "1..=3 are done");
+        consumer.confirm(&progress);
+        assert!(consumer.progress().is_empty(), "written");
+        fourth.ack.ack();
+        got.next().unwrap().ack.ack();
+        let progress = consumer.progress();
+        assert_eq!(progress[0].lo, 6, "past the lease's last event");
+        consumer.confirm(&progress);
+        assert!(consumer.held().is_empty(), "a finished lease is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_consumer_that_ends_releases_what_it_did_not_finish() {
+        let (consumer, mut keeper) = consumer();
+        consumer.hold(1, 0, 1, 3);
+        consumer.load(1, 1, 3, vec![row(1), row(2), row(3)]);
+        consumer.hold(2, 4, 4, 6);
+        consumer.load(2, 4, 6, vec![row(4), row(5), row(6)]);
+        let got = consumer.hand_out(4).unwrap();
+        assert_eq!(ids(&got), ["e1", "e2", "e3", "e4"]);
+        let mut got = got.into_iter();
+        got.next().unwrap().ack.ack();
+        drop(got); // 2, 3 and 4 are dropped without an ack; 5 and 6 were never handed out
+        assert!(
+            keeper.try_recv().is_err(),
+            "nothing while the consumer lives"
+        );
+        drop(consumer);
+        let Ok(Message::Release(release)) = keeper.try_recv() else {
+            panic!("the consumer released nothing");
+        };
+        assert_eq!(release.trigger, ObjectKey::new("default", "t"));
+        let released: Vec<_> = release
+            .leases
+            .iter()
+            .map(|p| (p.id, p.epoch, p.lo, p.release))
+            .collect();
+        assert_eq!(released, [(1, 0, 2, true), (2, 4, 4, true)]);
+    }
+
+    #[tokio::test]
+    async fn lost_leases_take_their_buffered_events_along() {
+        let (consumer, mut keeper) = consumer();
+        consumer.hold(1, 0, 1, 2);
+        consumer.load(1, 1, 2, vec![row(1), row(2)]);
+        consumer.hold(2, 0, 3, 4);
+        consumer.load(2, 3, 4, vec![row(3), row(4)]);
+        let first = consumer.hand_out(1).unwrap();
+        consumer.lost(&HashSet::from([1]));
+        first.into_iter().for_each(|d| d.ack.ack()); // acknowledges nothing any more
+        assert_eq!(ids(&consumer.hand_out(10).unwrap()), ["e3", "e4"]);
+        assert_eq!(consumer.held(), [(2, 0)]);
+        // Detached (the channel closes), the consumer gives its leases to the keeper's
+        // last write and releases nothing more when it ends.
+        assert_eq!(consumer.detach().len(), 1);
+        drop(consumer);
+        assert!(keeper.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_record_that_cannot_be_decoded_stops_the_subscription() {
+        let (consumer, _keeper) = consumer();
+        consumer.hold(1, 0, 1, 3);
+        consumer.load(1, 1, 3, vec![row(1), (2, b"not an event".to_vec()), row(3)]);
+        assert_eq!(
+            ids(&consumer.hand_out(10).unwrap()),
+            ["e1"],
+            "the batch ends"
+        );
+        for _ in 0..2 {
+            assert!(matches!(
+                consumer.hand_out(10),
+                Err(ChannelError::Corrupt { seq: 2, .. })
+            ));
         }
     }
 }
