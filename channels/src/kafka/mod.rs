@@ -1,7 +1,7 @@
 //! The Kafka channel: a topic per broker, a consumer group per trigger (feature `kafka`).
 //!
 //! # URL
-//! `kafka://HOST:PORT[,HOST:PORT…][?partitions=N&replication=R&prefix=P&timeout_ms=T]`;
+//! `kafka://HOST:PORT[,HOST:PORT…][?partitions=N&replication=R&prefix=P&timeout_ms=T&linger_ms=L]`;
 //! see `config` for each parameter and for how topics and groups are named
 //! (`weft-broker-<namespace>.<name>`, `weft-broker-<namespace>.<name>/<namespace>.<trigger>`).
 //! Weft creates what it needs with the admin API; it never relies on automatic topic
@@ -25,8 +25,10 @@
 //!   stores them again (at-least-once).
 //! - **Ordering**: per partition. Events with a `partitionkey` go to the partition of
 //!   their key (Kafka's `murmur2` partitioner, as Java clients and Knative use); the
-//!   events of one append without a key all go to one partition, in order, and successive
-//!   appends rotate over the partitions. With `partitions=1` the whole log is ordered.
+//!   events of one append without a key all go to one partition, in order. Appends
+//!   without a key share one partition for 10 ms, then move to the next, so concurrent
+//!   appends fill one large batch and every partition gets its share over time. With
+//!   `partitions=1` the whole log is ordered.
 //! - **At-least-once**: a trigger's cursor is its consumer group's committed offsets.
 //!   Per partition, an offset is committed only up to the lowest event still in flight
 //!   ([`crate::ack`]), every 100 ms and when a partition is revoked or the subscription
