@@ -46,8 +46,9 @@
 //!   unchanged) or takes over a released or expired lease (`FOR UPDATE SKIP LOCKED`), so in
 //!   normal operation each event goes to exactly one of them. Ranges are at least 32 events,
 //!   or what `next` asked for. Ordered delivery holds per consumer, not across them.
-//! - **Wake-ups**: an append notifies `weft_events` (`LISTEN/NOTIFY`, at commit), which
-//!   wakes the log's waiting subscriptions in every process; so does a released lease.
+//! - **Wake-ups**: after each group commit the writer notifies `weft_events`
+//!   (`LISTEN/NOTIFY`), which wakes the log's waiting subscriptions in every process; so
+//!   does a released lease.
 //!   Idle subscriptions issue no queries: once a second, each process's keeper looks at
 //!   the logs it has subscriptions on and wakes those whose head moved or that have a lease
 //!   to take over, which is how expired leases are noticed (about a second after they
@@ -454,10 +455,14 @@ impl PostgresChannel {
         ));
         let keeper = tokio::spawn(Keeper::new(Arc::clone(&shared), keeper_rx).run());
         let (appends, requests) = mpsc::channel(QUEUE);
+        let (written, notices) = mpsc::unbounded_channel();
+        // Ends after the writer, once it has sent what the writer wrote.
+        tokio::spawn(writer::notify(shared.bookkeeping.clone(), notices));
         let writer = tokio::spawn(writer::run(
             Arc::clone(&shared),
             requests,
             options.max_batch.max(1),
+            written,
         ));
         info!(schema = %shared.schema, lease = ?shared.lease, "postgres channel opened");
         Ok(PostgresChannel {

@@ -2,23 +2,27 @@
 //!
 //! Append requests arrive over an mpsc channel; the writer takes every request already
 //! waiting (up to `max_batch` events) into one commit and only then answers each of them.
-//! A batch for one broker is a single statement (`sql/append.sql`: number, insert, notify),
-//! so it costs one round trip and one commit; a batch spanning brokers runs that statement
+//! A batch for one broker is a single statement (`sql/append.sql`: number and insert), so
+//! it costs one round trip and one commit; a batch spanning brokers runs that statement
 //! per broker, in id order (so two processes never lock brokers in opposite orders), in
 //! one transaction. A lone append commits at once: nothing waits for company.
+//!
+//! Other processes learn of new events from [`notify`], which runs beside the writer:
+//! `NOTIFY` serializes the commits of every notifying transaction in the database, so it
+//! stays out of the commits that wait for the disk.
 //!
 //! The writer never stops on errors: a batch whose connection turns out to be broken is
 //! tried again on another; any other failure fails its requests (retriably) and the next
 //! batch tries again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tracing::{debug, warn};
 use weft_config::ObjectKey;
 
 use super::{BACKEND, Shared, retrying};
@@ -42,10 +46,12 @@ struct Share {
 }
 
 /// Serves append requests until every sender is gone (the channel was closed or dropped).
+/// The ids of the logs written go to `written`, for [`notify`].
 pub(super) async fn run(
     shared: Arc<Shared>,
     mut requests: mpsc::Receiver<AppendRequest>,
     max_batch: usize,
+    written: mpsc::UnboundedSender<i64>,
 ) {
     while let Some(first) = requests.recv().await {
         let mut total = first.bodies.len();
@@ -59,11 +65,36 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        commit(&shared, batch).await;
+        commit(&shared, batch, &written).await;
     }
 }
 
-async fn commit(shared: &Shared, batch: Vec<AppendRequest>) {
+/// Notifies `NOTIFY_CHANNEL` of every log in `written`, all that are waiting in one
+/// statement, until the writer ends. A failed notification is not retried: the keepers'
+/// look at the logs covers for it within a second.
+pub(super) async fn notify(pool: PgPool, mut written: mpsc::UnboundedReceiver<i64>) {
+    let mut logs = BTreeSet::new();
+    while let Some(id) = written.recv().await {
+        logs.insert(id);
+        while let Ok(id) = written.try_recv() {
+            logs.insert(id);
+        }
+        let ids: Vec<i64> = std::mem::take(&mut logs).into_iter().collect();
+        let ids = &ids;
+        let sent = retrying(|| async {
+            sqlx::query(include_str!("sql/notify_logs.sql"))
+                .bind(ids)
+                .execute(&pool)
+                .await
+        })
+        .await;
+        if let Err(error) = sent {
+            debug!(%error, "notifying other processes of new events failed");
+        }
+    }
+}
+
+async fn commit(shared: &Shared, batch: Vec<AppendRequest>, notices: &mpsc::UnboundedSender<i64>) {
     let mut shares: BTreeMap<i64, Share> = BTreeMap::new();
     for mut request in batch {
         let share = shares.entry(request.broker_id).or_default();
@@ -84,6 +115,7 @@ async fn commit(shared: &Shared, batch: Vec<AppendRequest>) {
                 if found {
                     // Subscriptions here need not wait for the notification's round trip.
                     shared.wake(id, false);
+                    let _ = notices.send(id);
                 } else if let Some(first) = share.requests.first() {
                     shared.forget_log(&first.broker, id);
                 }
