@@ -55,7 +55,7 @@ async fn cut_connections(schema: &PgSchema) {
 
 /// A process that vanishes (its channel dropped without `close`: nothing released, nothing
 /// renewed) leaves its leases to expire; another process then delivers their unfinished
-/// events again, and only those.
+/// events again, and only those: all its leases, about a second after they expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_of_a_vanished_process_expire_and_are_delivered_again() {
     let Some(schema) = PgSchema::create().await else {
@@ -66,11 +66,18 @@ async fn leases_of_a_vanished_process_expire_and_are_delivered_again() {
     let vanished = open(&url).await;
     vanished.ensure_log(&broker).await.unwrap();
     let mut sub = vanished.subscribe(&broker, &trigger).await.unwrap();
-    vanished.append(&broker, events(1, 10)).await.unwrap();
-    let got = take(&mut sub, 10).await;
+    // Three claims, so three leases: 1..=10, 11..=20, 21..=30.
+    let mut got = Vec::new();
+    for first in [1, 11, 21] {
+        vanished
+            .append(&broker, events(first, first + 9))
+            .await
+            .unwrap();
+        got.extend(take(&mut sub, 10).await);
+    }
     got.into_iter().take(4).for_each(|d| d.ack.ack());
     // Asking for the backlog writes the progress: 1..=4 are done for good.
-    assert_eq!(vanished.backlog(&broker, &trigger).await.unwrap(), 6);
+    assert_eq!(vanished.backlog(&broker, &trigger).await.unwrap(), 26);
     // The subscription is never dropped (so it releases nothing), the channel stops.
     std::mem::forget(sub);
     drop(vanished);
@@ -78,12 +85,16 @@ async fn leases_of_a_vanished_process_expire_and_are_delivered_again() {
 
     let survivor = open(&url).await;
     let mut sub = survivor.subscribe(&broker, &trigger).await.unwrap();
-    let again = take(&mut sub, 6).await;
-    assert_eq!(ids(&again), id_range(5, 10));
+    let again = take(&mut sub, 26).await;
+    let taken_over = gone.elapsed();
+    assert_eq!(ids(&again), id_range(5, 30));
     assert!(
-        gone.elapsed() >= Duration::from_millis(500),
-        "taken over after {:?}, before the lease expired",
-        gone.elapsed()
+        taken_over >= Duration::from_millis(500),
+        "taken over after {taken_over:?}, before the leases expired"
+    );
+    assert!(
+        taken_over < Duration::from_secs(3),
+        "took {taken_over:?} for three leases of 1 s"
     );
     again.into_iter().for_each(|d| d.ack.ack());
     assert_eq!(survivor.backlog(&broker, &trigger).await.unwrap(), 0);

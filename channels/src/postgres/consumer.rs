@@ -290,6 +290,8 @@ impl Drop for Consumer {
 enum Claimed {
     /// Events are in the buffer.
     Events,
+    /// Events of a lease taken over are in the buffer; there may be more such leases.
+    TookOver,
     /// Nothing to claim now: wait for a wake-up.
     Nothing,
     /// Another consumer claimed the same range first: try again at once.
@@ -332,7 +334,7 @@ async fn claim(
         consumer
             .fetch(lease, lo, hi.min(lo + want as i64 - 1))
             .await?;
-        return Ok(Claimed::Events);
+        return Ok(Claimed::TookOver);
     }
     type Row = (
         Option<i64>,
@@ -452,6 +454,8 @@ impl Subscription for PostgresSubscription {
             })??;
             match claimed {
                 Claimed::Events | Claimed::Again => {}
+                // Look for the next one at the next claim, not only at the next wake-up.
+                Claimed::TookOver => self.takeovers_seen = None,
                 Claimed::Nothing => self.wait().await,
             }
         }
