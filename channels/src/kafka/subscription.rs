@@ -51,6 +51,8 @@ const POLL: Duration = Duration::from_millis(50);
 const HIGH_WATER: usize = 2048;
 /// Fetched events waiting for `next` at which fetching resumes.
 const LOW_WATER: usize = 512;
+/// The most records taken from librdkafka at once.
+const DRAIN: usize = 512;
 /// How long a revoked partition waits for the events it handed out to be acknowledged.
 const REVOKE_GRACE: Duration = Duration::from_secs(2);
 /// A member that stops heartbeating for this long leaves the group; its partitions go to
@@ -79,6 +81,8 @@ pub(super) enum End {
 struct Fetched {
     partition: i32,
     offset: i64,
+    /// [`Inner::generation`] when it was fetched.
+    generation: u64,
     event: Event,
 }
 
@@ -109,6 +113,8 @@ struct Inner {
     stash: HashMap<i32, SharedTracker>,
     /// Set once the subscription stops; `next` then reports it.
     end: Option<End>,
+    /// Counts rebalances, so records fetched before one are not buffered after it.
+    generation: u64,
 }
 
 impl State {
@@ -277,6 +283,7 @@ impl Member {
     fn assign(&self, tpl: &TopicPartitionList) -> TopicPartitionList {
         let topic = &*self.state.topic;
         let mut inner = self.state.lock();
+        inner.generation += 1;
         let mut stash = std::mem::take(&mut inner.stash);
         let mut assignment = TopicPartitionList::with_capacity(tpl.count());
         for element in tpl.elements() {
@@ -305,6 +312,7 @@ impl Member {
             .collect();
         let (trackers, stopping) = {
             let mut inner = self.state.lock();
+            inner.generation += 1;
             inner.buffer.retain(|f| !revoked.contains(&f.partition));
             for p in &revoked {
                 inner.assigned.remove(p);
@@ -495,11 +503,24 @@ fn poll_until_stopped(consumer: &BaseConsumer<Member>, state: &State) {
         if paused && buffered <= LOW_WATER {
             paused = !set_paused(consumer, false);
         }
-        match consumer.poll(POLL) {
-            Some(Ok(message)) => {
-                let buffered = push(state, &message);
-                paused = paused || (buffered >= HIGH_WATER && set_paused(consumer, true));
+        // Waits for one record, then takes whatever else librdkafka already holds, so a
+        // fetched batch reaches `next` whole and costs one lock and one wake-up.
+        let mut polled = consumer.poll(POLL);
+        let mut fetched = Vec::new();
+        while let Some(Ok(message)) = &polled {
+            fetched.extend(fetch(state, message));
+            if fetched.len() >= DRAIN {
+                polled = None;
+                break;
             }
+            polled = consumer.poll(Duration::ZERO);
+        }
+        if !fetched.is_empty() {
+            let buffered = push(state, fetched);
+            paused = paused || (buffered >= HIGH_WATER && set_paused(consumer, true));
+        }
+        match polled {
+            Some(Ok(_)) | None => {}
             Some(Err(error)) => {
                 if let Some(end) = classify(consumer, state, &error) {
                     state.stop(end);
@@ -512,7 +533,6 @@ fn poll_until_stopped(consumer: &BaseConsumer<Member>, state: &State) {
                     last_error = Some((text, Instant::now()));
                 }
             }
-            None => {}
         }
         if last_commit.elapsed() >= COMMIT_INTERVAL {
             state.commit_moved(consumer, CommitMode::Async);
@@ -533,33 +553,45 @@ fn set_paused(consumer: &BaseConsumer<Member>, pause: bool) -> bool {
     result.is_ok()
 }
 
-/// Buffers a fetched record for `next`; returns how many are buffered.
-fn push(state: &State, message: &BorrowedMessage<'_>) -> usize {
-    let event = binding::decode(message.headers(), message.payload());
-    let mut inner = state.lock();
-    let partition = message.partition();
-    if !inner.assigned.contains(&partition) || message.topic() != &*state.topic {
-        return inner.buffer.len();
+/// Decodes a record for the buffer.
+fn fetch(state: &State, message: &BorrowedMessage<'_>) -> Option<Fetched> {
+    if message.topic() != &*state.topic {
+        return None;
     }
-    match event {
-        Ok(event) => {
-            inner.buffer.push_back(Fetched {
-                partition,
-                offset: message.offset(),
-                event,
-            });
-            let buffered = inner.buffer.len();
-            drop(inner);
-            state.ready.notify_one();
-            buffered
-        }
+    match binding::decode(message.headers(), message.payload()) {
+        Ok(event) => Some(Fetched {
+            partition: message.partition(),
+            offset: message.offset(),
+            generation: state.lock().generation,
+            event,
+        }),
         Err(error) => {
             // Not a CloudEvent (another producer wrote it): it can be neither delivered nor
             // parked. Its offset is simply never handed out, so the cursor passes it.
-            tracing::error!(group = %state.group, partition, offset = message.offset(), %error, "skipping a record that is not a cloudevent");
-            inner.buffer.len()
+            let (partition, offset) = (message.partition(), message.offset());
+            tracing::error!(group = %state.group, partition, offset, %error, "skipping a record that is not a cloudevent");
+            None
         }
     }
+}
+
+/// Buffers fetched records for `next`, except those a rebalance since their fetch made
+/// stale (the partition's new position fetches them again); returns how many are buffered.
+fn push(state: &State, fetched: Vec<Fetched>) -> usize {
+    let mut inner = state.lock();
+    let current = inner.generation;
+    let before = inner.buffer.len();
+    for f in fetched {
+        if f.generation == current && inner.assigned.contains(&f.partition) {
+            inner.buffer.push_back(f);
+        }
+    }
+    let buffered = inner.buffer.len();
+    drop(inner);
+    if buffered > before {
+        state.ready.notify_one();
+    }
+    buffered
 }
 
 /// Whether a consumer error ends the subscription.
