@@ -1,8 +1,8 @@
 //! NATS-only behaviour that the conformance suite cannot express: what happens when the
 //! server restarts, when a process holding events dies, and while a delivery takes longer
 //! than `ack_wait`. Each test runs its own `nats-server` (Debian's `nats-server` package,
-//! as `e2e/services/nats.sh` installs it) on a free port with its store in a temporary
-//! directory, so it can kill and restart it.
+//! as `e2e/services/nats.sh` installs it, or the binary `WEFT_NATS_SERVER` names) on a free
+//! port with its store in a temporary directory, so it can stop and restart it.
 
 #![cfg(feature = "nats")]
 
@@ -30,10 +30,14 @@ impl Server {
     /// Starts a server, or returns `None` (skip) where `nats-server` is not installed,
     /// unless `WEFT_REQUIRE_BACKENDS=1` makes that a failure.
     fn start() -> Option<Server> {
-        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .iter()
+        let binary = std::env::var_os("WEFT_NATS_SERVER")
             .map(PathBuf::from)
-            .find(|p| p.exists())
+            .or_else(|| {
+                ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|p| p.exists())
+            })
             .or_else(|| {
                 let out = Command::new("sh")
                     .args(["-c", "command -v nats-server"])
@@ -96,6 +100,16 @@ impl Server {
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the process as an operator would (SIGTERM) and waits until it exited.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let _ = child.wait();
         }
     }
@@ -164,52 +178,101 @@ fn id_set(from: usize, to: usize) -> BTreeSet<String> {
 
 /// While the server is down, appends fail quickly with a retriable error (the ingress
 /// answers 503, never 202); after it restarts, the channel recovers by itself and every
-/// event that was accepted reaches the subscription.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_restart_refuses_appends_while_down_and_loses_nothing() {
+/// event that was accepted reaches the subscription, though events flowed in and out all
+/// along: the server is stopped (`kill` false: SIGTERM) or crashes (SIGKILL) under load.
+async fn outage_loses_nothing(kill: bool) {
     let Some(mut server) = Server::start() else {
         return;
     };
-    let ch = open(&server.url("timeout=1s")).await;
+    let ch = std::sync::Arc::new(open(&server.url("timeout=1s&ack_wait=2s")).await);
     let (broker, trigger) = (key("b"), key("t"));
     ch.ensure_log(&broker).await.unwrap();
     let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
-    ch.append(&broker, events(1, 10)).await.unwrap();
-    take(&mut sub, 5)
-        .await
-        .into_iter()
-        .for_each(|d| d.ack.ack());
-    ch.flush().await;
 
-    server.kill();
-    let started = Instant::now();
-    let error = ch.append(&broker, events(11, 11)).await.unwrap_err();
-    assert!(error.is_retriable(), "{error}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "an append to a dead server took {:?}",
-        started.elapsed()
-    );
-
-    server.run();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match ch.append(&broker, events(11, 20)).await {
-            Ok(()) => break,
-            Err(e) => {
-                assert!(e.is_retriable(), "{e}");
-                assert!(Instant::now() < deadline, "appends do not recover: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    // Two producers append one event at a time and remember what was accepted.
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let producing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let producers: Vec<_> = (0..2)
+        .map(|p| {
+            let (ch, broker) = (ch.clone(), broker.clone());
+            let (accepted, producing) = (accepted.clone(), producing.clone());
+            tokio::spawn(async move {
+                let mut i = p * 1_000_000;
+                while producing.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let started = Instant::now();
+                    match ch.append(&broker, events(i, i)).await {
+                        Ok(()) => {
+                            accepted.lock().unwrap().insert(format!("e{i}"));
+                        }
+                        Err(e) => {
+                            assert!(e.is_retriable(), "{e}");
+                            assert!(
+                                started.elapsed() < Duration::from_secs(5),
+                                "a failed append took {:?}",
+                                started.elapsed()
+                            );
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    // The consumer takes and acknowledges events all along.
+    let consuming = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+        let mut seen = Vec::new();
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Ok(batch)) =
+                tokio::time::timeout(Duration::from_millis(200), sub.next(50)).await
+            {
+                seen.extend(ids(&batch));
+                batch.into_iter().for_each(|d| d.ack.ack());
             }
         }
+        (sub, seen)
+    });
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = accepted.lock().unwrap().len();
+    if kill {
+        server.kill();
+    } else {
+        server.stop();
     }
-    // 6..=10 were stored before the crash, 11..=20 after; a failed attempt may have stored
-    // 11 too (a duplicate, never a loss).
-    let seen = collect(&mut sub, &id_set(6, 20)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.run();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    producing.store(false, std::sync::atomic::Ordering::Relaxed);
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
     assert!(
-        seen.iter().all(|id| !id_set(1, 5).contains(id)),
-        "acknowledged events came back: {seen:?}"
+        accepted.len() > before + 10,
+        "appends did not recover: {} accepted before the outage, {} in all",
+        before,
+        accepted.len()
     );
+    let (mut sub, mut seen) = consuming.await.unwrap();
+    let missing: BTreeSet<_> = accepted
+        .iter()
+        .filter(|id| !seen.contains(*id))
+        .cloned()
+        .collect();
+    seen.extend(collect(&mut sub, &missing).await);
+    assert!(accepted.iter().all(|id| seen.contains(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stop_under_load_loses_nothing() {
+    outage_loses_nothing(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_crash_under_load_loses_nothing() {
+    outage_loses_nothing(true).await;
 }
 
 /// A process that dies while holding events (no `-NAK`, no progress reports) loses none

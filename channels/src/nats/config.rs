@@ -26,6 +26,10 @@ pub(super) struct Config {
     /// How long one request to the server (a publish acknowledgement, an API call) may
     /// take before the operation fails as unavailable.
     pub(super) timeout: Duration,
+    /// How long a broker's stream keeps an event whatever its triggers did; zero keeps it
+    /// until every trigger acknowledged it. Bounds the store on servers whose streams keep
+    /// consumed events (see `retention`).
+    pub(super) max_age: Duration,
 }
 
 /// The prefix when the URL names none.
@@ -34,7 +38,7 @@ const DEFAULT_PREFIX: &str = "weft";
 const MAX_PREFIX: usize = 32;
 
 impl Config {
-    /// Reads `nats://HOST:PORT[,HOST:PORT…][?prefix=weft&ack_wait=30s&max_ack_pending=1024&replicas=1&timeout=5s]`.
+    /// Reads `nats://HOST:PORT[,HOST:PORT…][?prefix=weft&ack_wait=30s&max_ack_pending=1024&replicas=1&timeout=5s&max_age=0]`.
     pub(super) fn parse(url: &str) -> Result<Self, ChannelError> {
         let invalid = |reason| ChannelError::InvalidUrl {
             url: url.to_owned(),
@@ -63,6 +67,7 @@ impl Config {
             max_ack_pending: 1024,
             replicas: 1,
             timeout: Duration::from_secs(5),
+            max_age: Duration::ZERO,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair
@@ -104,9 +109,13 @@ impl Config {
                         .filter(|d| !d.is_zero())
                         .ok_or_else(|| invalid("timeout must be a positive duration"))?;
                 }
+                "max_age" => {
+                    config.max_age =
+                        duration(value).ok_or_else(|| invalid("max_age must be a duration"))?;
+                }
                 _ => {
                     return Err(invalid(
-                        "unknown query parameter: expected prefix, ack_wait, max_ack_pending, replicas or timeout",
+                        "unknown query parameter: expected prefix, ack_wait, max_ack_pending, replicas, timeout or max_age",
                     ));
                 }
             }
@@ -115,7 +124,7 @@ impl Config {
     }
 }
 
-/// `250ms`, `30s`, `2m`, or a bare number of seconds.
+/// `250ms`, `30s`, `2m`, `6h`, `7d`, or a bare number of seconds.
 fn duration(value: &str) -> Option<Duration> {
     let split = value
         .find(|c: char| !c.is_ascii_digit())
@@ -126,6 +135,8 @@ fn duration(value: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(n)),
         "" | "s" => Some(Duration::from_secs(n)),
         "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86_400).map(Duration::from_secs),
         _ => None,
     }
 }
@@ -153,9 +164,10 @@ mod tests {
         // 500ms is below the 1s minimum.
         assert!(matches!(c, Err(ChannelError::InvalidUrl { .. })));
         let c = Config::parse(
-            "nats://h:1?prefix=T_1-x&ack_wait=2s&max_ack_pending=8&replicas=3&timeout=2m",
+            "nats://h:1?prefix=T_1-x&ack_wait=2s&max_ack_pending=8&replicas=3&timeout=2m&max_age=7d",
         )
         .unwrap();
+        assert_eq!(c.max_age, Duration::from_secs(7 * 86_400));
         assert_eq!(c.prefix, "T_1-x");
         assert_eq!(c.ack_wait, Duration::from_secs(2));
         assert_eq!(c.max_ack_pending, 8);

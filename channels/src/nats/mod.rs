@@ -11,12 +11,15 @@
 //! | `max_ack_pending` | `1024` | a trigger's in-flight limit on the server, across replicas |
 //! | `replicas` | `1` | stream replicas in a JetStream cluster |
 //! | `timeout` | `5s` | how long a publish acknowledgement or API request may take |
+//! | `max_age` | `0` (none) | how long a stream keeps an event whatever its triggers did; set it on servers before 2.9.16 |
 //!
 //! # Mapping (see `names` for the escaping of key parts)
 //! - **Broker** → stream `<prefix>_<ns>_<name>` on subject `<prefix>.<ns>.<name>`, file
 //!   storage, *interest* retention: a message is removed once every consumer acknowledged
-//!   it, and a message published while the broker has no trigger is not kept at all
-//!   (Knative: with no triggers, events are not kept; a new trigger starts at the end).
+//!   it, and one published while the broker has no trigger is not kept (Knative: with no
+//!   triggers, events are not kept; a new trigger starts at the end). On servers before
+//!   2.9.16, where interest retention loses acknowledged messages when the server shuts
+//!   down, *limits* retention instead: events stay until `max_age` (see `retention`).
 //! - **Trigger** → durable pull consumer `<ns>_<name>`: explicit acks, `DeliverPolicy::New`
 //!   (evaluated when the consumer is created, so a new trigger starts at the end of the
 //!   log), unlimited deliveries (Weft's dispatcher does its own retries and dead-lettering;
@@ -73,6 +76,7 @@ mod api;
 mod binding;
 mod config;
 mod names;
+mod retention;
 mod subscription;
 
 use std::sync::Arc;
@@ -116,6 +120,8 @@ pub(super) struct Shared {
     sending: tokio::sync::Mutex<()>,
     /// The parked-events stream is known to exist.
     parked_ready: AtomicBool,
+    /// The retention of the broker streams this channel creates (`retention`).
+    retention: stream::RetentionPolicy,
 }
 
 impl Shared {
@@ -209,19 +215,25 @@ impl NatsChannel {
         js.set_timeout(config.timeout);
         let api = Api { js };
         api.check_account().await.map_err(|e| failed(e.into()))?;
-        tracing::info!(servers = %config.servers, prefix = %config.prefix, "nats channel opened");
-        Ok(NatsChannel {
-            shared: Arc::new(Shared {
-                names: Names::new(&config.prefix),
-                acks: Acks::start(client.clone()),
-                api,
-                client,
-                config,
-                closed: AtomicBool::new(false),
-                sending: tokio::sync::Mutex::new(()),
-                parked_ready: AtomicBool::new(false),
-            }),
-        })
+        let version = client.server_info().version;
+        let retention = retention::policy(&version);
+        if retention == stream::RetentionPolicy::Interest {
+            tracing::info!(servers = %config.servers, prefix = %config.prefix, %version, "nats channel opened");
+        } else {
+            tracing::warn!(servers = %config.servers, prefix = %config.prefix, %version, max_age = ?config.max_age, "nats channel opened; this server version loses events with interest retention (fixed in 2.9.16), so new broker streams keep every event until max_age");
+        }
+        let shared = Arc::new(Shared {
+            names: Names::new(&config.prefix),
+            acks: Acks::start(client.clone()),
+            api,
+            client,
+            config,
+            closed: AtomicBool::new(false),
+            sending: tokio::sync::Mutex::new(()),
+            parked_ready: AtomicBool::new(false),
+            retention,
+        });
+        Ok(NatsChannel { shared })
     }
 
     /// How many events the broker's stream still stores (retention removes the rest).
@@ -238,6 +250,13 @@ impl NatsChannel {
     /// Waits until every acknowledgement made so far took effect on the server.
     pub async fn flush(&self) {
         self.shared.acks.flush().await;
+    }
+
+    /// Whether the broker streams this channel creates remove the events every trigger
+    /// has acknowledged. They do not on servers before 2.9.16 (see the module
+    /// documentation): there, events stay until the URL's `max_age`.
+    pub fn deletes_consumed_events(&self) -> bool {
+        self.shared.retention == stream::RetentionPolicy::Interest
     }
 
     /// Creates the parked-events stream unless it is known to exist.
@@ -316,7 +335,8 @@ impl Channel for NatsChannel {
                 name: names.stream(broker),
                 subjects: vec![names.subject(broker)],
                 description: Some(Names::description(broker)),
-                retention: stream::RetentionPolicy::Interest,
+                retention: self.shared.retention,
+                max_age: config.max_age,
                 storage: stream::StorageType::File,
                 num_replicas: config.replicas,
                 ..Default::default()

@@ -205,6 +205,17 @@ impl NatsSubscription {
         if status == StatusCode::REQUEST_TERMINATED && description.contains("Deleted") {
             return Err(self.why_no_answer().await.unwrap_or_else(consumer_deleted));
         }
+        if status == StatusCode::NO_RESPONDERS {
+            // Newer servers answer a pull for a consumer that does not exist this way.
+            return match self.why_no_answer().await {
+                Some(error) => Err(error),
+                None => {
+                    // JetStream was not ready yet: pull again shortly.
+                    tokio::time::sleep(HEARTBEAT / 10).await;
+                    Ok(())
+                }
+            };
+        }
         if status == StatusCode::REQUEST_TERMINATED {
             // Limits (max waiting, max ack pending) or a leader change: pull again later.
             tracing::debug!(stream = %self.stream, consumer = %self.consumer, %description, "pull request ended early");

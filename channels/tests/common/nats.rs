@@ -95,6 +95,10 @@ impl Backend for Nats {
     fn acks_each_event(&self) -> bool {
         true
     }
+
+    fn deletes_consumed_events(&self) -> bool {
+        self.channel.deletes_consumed_events()
+    }
 }
 
 impl Drop for Nats {
