@@ -1,10 +1,10 @@
 //! The task that keeps the database up to date with what this process's consumers did:
 //! progress on their leases, leases given up, renewals, and retention.
 //!
-//! Every [`TICK`] it writes the progress of every live consumer, per trigger in one
-//! transaction (`sql/lock_cursor.sql`, `sql/update_leases.sql`, `sql/update_cursor.sql`):
-//! locking the trigger's cursor row first keeps claims out until the cursor is moved, so
-//! the new cursor (just below the lowest lease, or the `claimed` mark) never passes a
+//! Every [`TICK`] it writes the progress of every live consumer, all in one transaction
+//! (`sql/lock_cursors.sql`, `sql/update_leases.sql`, `sql/update_cursors.sql`): locking
+//! the triggers' cursor rows first keeps claims out until the cursors are moved, so a new
+//! cursor (just below the trigger's lowest lease, or its `claimed` mark) never passes a
 //! range claimed meanwhile. Released leases (from consumers that ended) are written at
 //! once and wake the log's subscriptions, here and (by notification) elsewhere. A third of
 //! the lease duration after the last renewal, the held leases are renewed; those that
@@ -16,7 +16,7 @@
 //! Nothing here stops on errors: what could not be written stays to be written at the next
 //! tick, and one warning is logged per outage.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,14 +77,6 @@ pub(super) struct Keeper {
     /// The operations that failed last time, so that an outage is logged once, and the
     /// recovery after it.
     failing: HashSet<&'static str>,
-}
-
-/// One trigger's share of a flush.
-#[derive(Default)]
-struct Group {
-    progress: Vec<Progress>,
-    consumers: Vec<(Arc<Consumer>, Vec<Progress>)>,
-    releases: Vec<Release>,
 }
 
 impl Keeper {
@@ -175,51 +167,52 @@ impl Keeper {
         consumers.iter().filter_map(|c| c.upgrade()).collect()
     }
 
-    /// Writes the progress of live consumers and the pending releases; says whether there
-    /// was any.
+    /// Writes the progress of live consumers and the pending releases, all in one
+    /// transaction; says whether there was any.
     async fn flush(&mut self) -> Result<bool, ChannelError> {
-        let mut groups: HashMap<(i64, ObjectKey), Group> = HashMap::new();
+        let mut written = Vec::new();
+        let mut progress = Vec::new();
+        let mut triggers = BTreeSet::new();
         for consumer in self.consumers() {
-            let progress = consumer.progress();
-            if progress.is_empty() {
+            let moved = consumer.progress();
+            if moved.is_empty() {
                 continue;
             }
-            let group = groups
-                .entry((consumer.broker_id, consumer.trigger.clone()))
-                .or_default();
-            group.progress.extend_from_slice(&progress);
-            group.consumers.push((consumer, progress));
+            triggers.insert((consumer.broker_id, consumer.trigger.clone()));
+            progress.extend_from_slice(&moved);
+            written.push((consumer, moved));
         }
-        for release in std::mem::take(&mut self.releases) {
-            let group = groups
-                .entry((release.broker_id, release.trigger.clone()))
-                .or_default();
-            group.progress.extend_from_slice(&release.leases);
-            group.releases.push(release);
+        let releases = std::mem::take(&mut self.releases);
+        let mut released = BTreeSet::new();
+        for release in &releases {
+            triggers.insert((release.broker_id, release.trigger.clone()));
+            progress.extend_from_slice(&release.leases);
+            released.insert(release.broker_id);
         }
-        let mut result = Ok(!groups.is_empty());
-        for ((broker_id, trigger), group) in groups {
-            let released = !group.releases.is_empty();
-            let (pool, trigger_ref, progress) =
-                (&self.shared.bookkeeping, &trigger, &group.progress);
-            match retrying(|| write_progress(pool, broker_id, trigger_ref, progress)).await {
-                Ok(()) => {
-                    for (consumer, progress) in &group.consumers {
-                        consumer.confirm(progress);
-                    }
-                    if released {
-                        debug!(trigger = %trigger, "leases released");
-                        self.shared.wake(broker_id, true);
-                    }
+        if triggers.is_empty() {
+            return Ok(false);
+        }
+        let (pool, triggers_ref, progress_ref, released_ref) =
+            (&self.shared.bookkeeping, &triggers, &progress, &released);
+        let result =
+            retrying(|| write_progress(pool, triggers_ref, progress_ref, released_ref)).await;
+        match result {
+            Ok(()) => {
+                for (consumer, moved) in &written {
+                    consumer.confirm(moved);
                 }
-                // Consumers report their progress again next time; releases are kept.
-                Err(error) => {
-                    self.releases.extend(group.releases);
-                    result = Err(unavailable(error));
+                for &broker_id in &released {
+                    debug!(broker_id, "leases released");
+                    self.shared.wake(broker_id, true);
                 }
+                Ok(true)
+            }
+            // Consumers report their progress again next time; releases are kept.
+            Err(error) => {
+                self.releases = releases;
+                Err(unavailable(error))
             }
         }
-        result
     }
 
     /// Extends the leases held; forgets those that changed hands.
@@ -351,47 +344,46 @@ impl Keeper {
     }
 }
 
-/// Writes one trigger's progress in one transaction and moves its cursor.
+/// Writes leases' progress and moves the cursors of their `triggers`, in one transaction;
+/// tells other processes about the logs with `released` leases.
 async fn write_progress(
     pool: &PgPool,
-    broker_id: i64,
-    trigger: &ObjectKey,
+    triggers: &BTreeSet<(i64, ObjectKey)>,
     progress: &[Progress],
+    released: &BTreeSet<i64>,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let locked: Option<i64> = sqlx::query_scalar(include_str!("sql/lock_cursor.sql"))
-        .bind(broker_id)
-        .bind(&trigger.namespace)
-        .bind(&trigger.name)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if locked.is_none() {
-        // The trigger's cursor (and with it its leases) was deleted: nothing to record.
-        return Ok(());
-    }
+    let brokers: Vec<i64> = triggers.iter().map(|(id, _)| *id).collect();
+    let namespaces: Vec<&str> = triggers.iter().map(|(_, t)| t.namespace.as_str()).collect();
+    let names: Vec<&str> = triggers.iter().map(|(_, t)| t.name.as_str()).collect();
     let ids: Vec<i64> = progress.iter().map(|p| p.id).collect();
     let epochs: Vec<i64> = progress.iter().map(|p| p.epoch).collect();
     let los: Vec<i64> = progress.iter().map(|p| p.lo).collect();
     let releases: Vec<bool> = progress.iter().map(|p| p.release).collect();
+    let mut tx = pool.begin().await?;
+    // Triggers deleted meanwhile have no cursor left to lock, and no leases either.
+    sqlx::query(include_str!("sql/lock_cursors.sql"))
+        .bind(&brokers)
+        .bind(&namespaces)
+        .bind(&names)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(include_str!("sql/update_leases.sql"))
-        .bind(broker_id)
-        .bind(&trigger.namespace)
-        .bind(&trigger.name)
         .bind(&ids)
         .bind(&epochs)
         .bind(&los)
         .bind(&releases)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(include_str!("sql/update_cursor.sql"))
-        .bind(broker_id)
-        .bind(&trigger.namespace)
-        .bind(&trigger.name)
+    sqlx::query(include_str!("sql/update_cursors.sql"))
+        .bind(&brokers)
+        .bind(&namespaces)
+        .bind(&names)
         .execute(&mut *tx)
         .await?;
-    if releases.contains(&true) {
-        sqlx::query(include_str!("sql/notify.sql"))
-            .bind(broker_id)
+    if !released.is_empty() {
+        let logs: Vec<i64> = released.iter().copied().collect();
+        sqlx::query(include_str!("sql/notify_logs.sql"))
+            .bind(&logs)
             .bind(NOTIFY_TAKEOVER)
             .execute(&mut *tx)
             .await?;

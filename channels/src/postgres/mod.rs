@@ -586,8 +586,8 @@ impl Channel for PostgresChannel {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(include_str!("sql/notify.sql"))
-                .bind(id)
+            sqlx::query(include_str!("sql/notify_logs.sql"))
+                .bind([id])
                 .bind(NOTIFY_NEW)
                 .execute(&mut *tx)
                 .await?;

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 use weft_config::ObjectKey;
 
-use super::{BACKEND, Shared, retrying};
+use super::{BACKEND, NOTIFY_NEW, Shared, retrying};
 use crate::error::SharedError;
 use crate::{ChannelError, telemetry};
 
@@ -84,6 +84,7 @@ pub(super) async fn notify(pool: PgPool, mut written: mpsc::UnboundedReceiver<i6
         let sent = retrying(|| async {
             sqlx::query(include_str!("sql/notify_logs.sql"))
                 .bind(ids)
+                .bind(NOTIFY_NEW)
                 .execute(&pool)
                 .await
         })

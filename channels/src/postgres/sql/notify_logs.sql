@@ -1,4 +1,5 @@
--- Tells every process that the logs $1 have new events (see NOTIFY_NEW). Run on the
--- bookkeeping pool: its commit does not wait for the disk.
-SELECT pg_notify('weft_events', current_schema() || ':' || id::text)::text
+-- Tells every process about the logs $1: new events ($2 = NOTIFY_NEW) or released leases
+-- ($2 = NOTIFY_TAKEOVER). Run on the bookkeeping pool: its commit does not wait for the
+-- disk.
+SELECT pg_notify('weft_events', current_schema() || ':' || id::text || $2)::text
 FROM UNNEST($1::bigint[]) AS id

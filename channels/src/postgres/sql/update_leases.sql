@@ -1,13 +1,12 @@
--- Records a holder's progress on its leases: lease $4[i] of epoch $5[i] has everything
--- below $6[i] done; $7[i] releases it for another consumer. A finished lease is deleted.
+-- Records holders' progress on their leases: lease $1[i] of epoch $2[i] has everything
+-- below $3[i] done; $4[i] releases it for another consumer. A finished lease is deleted.
 -- A lease that changed hands (other epoch) is left alone.
 WITH progress AS (
-    SELECT * FROM UNNEST($4::bigint[], $5::bigint[], $6::bigint[], $7::bool[])
+    SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bool[])
         AS p (id, epoch, lo, release)
 ), finished AS (
     DELETE FROM weft_leases AS l USING progress AS p
     WHERE l.id = p.id AND l.epoch = p.epoch AND p.lo > l.hi
-      AND l.broker_id = $1 AND l.namespace = $2 AND l.name = $3
     RETURNING l.id
 ), moved AS (
     UPDATE weft_leases AS l
@@ -16,7 +15,6 @@ WITH progress AS (
         expires_at = CASE WHEN p.release THEN now() ELSE l.expires_at END
     FROM progress AS p
     WHERE l.id = p.id AND l.epoch = p.epoch AND p.lo <= l.hi
-      AND l.broker_id = $1 AND l.namespace = $2 AND l.name = $3
     RETURNING l.id
 )
 SELECT (SELECT count(*) FROM finished) + (SELECT count(*) FROM moved)
