@@ -165,6 +165,15 @@ async fn publish(
         }
     }
     let Some(route) = ingress.route(&namespace, &broker) else {
+        // Before the manifests are applied (e.g. just after a restart) no broker is known
+        // yet: ask the producer to retry rather than claim the broker does not exist.
+        if !ingress.ready.load(Ordering::Acquire) {
+            reject("not_ready");
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "manifests not applied yet; retry shortly",
+            );
+        }
         reject("unknown_broker");
         return reply(
             StatusCode::NOT_FOUND,
