@@ -183,8 +183,13 @@ impl Consumer {
             .map(|(&id, l)| (id, l.fetched + 1, l.hi.min(l.fetched + want as i64)))
     }
 
-    /// Loads events `from..=to` of a held lease into the buffer.
+    /// Loads events `from..=to` of a held lease into the buffer: from the events this
+    /// process appended lately if it has them all, else from the database.
     async fn fetch(&self, lease: i64, from: i64, to: i64) -> Result<(), ChannelError> {
+        if let Some(rows) = self.shared.recent(self.broker_id, from, to) {
+            self.load(lease, from, to, rows);
+            return Ok(());
+        }
         let rows: Vec<(i64, Vec<u8>)> = retrying(|| async move {
             sqlx::query_as(include_str!("sql/select_events.sql"))
                 .bind(self.broker_id)
@@ -195,13 +200,17 @@ impl Consumer {
         })
         .await
         .map_err(unavailable)?;
+        let rows = rows
+            .into_iter()
+            .map(|(seq, body)| (seq, Bytes::from(body)))
+            .collect();
         self.load(lease, from, to, rows);
         Ok(())
     }
 
     /// Puts the stored `rows` (sequence number, body) of events `from..=to` of a held
     /// lease into the buffer; numbers without a row are handed out as done.
-    fn load(&self, lease: i64, from: i64, to: i64, rows: Vec<(i64, Vec<u8>)>) {
+    fn load(&self, lease: i64, from: i64, to: i64, rows: Vec<(i64, Bytes)>) {
         let mut state = self.state();
         let Some(held) = state.leases.get_mut(&lease) else {
             return; // lost meanwhile
@@ -211,7 +220,7 @@ impl Consumer {
         for seq in from..=to {
             let body = rows
                 .next_if(|(stored, _)| *stored == seq)
-                .map(|(_, body)| Bytes::from(body));
+                .map(|(_, body)| body);
             state.buffer.push_back(Buffered { lease, seq, body });
         }
     }
@@ -486,6 +495,7 @@ mod tests {
             ids: Mutex::default(),
             wakes: Mutex::default(),
             consumers: Mutex::default(),
+            tails: Mutex::default(),
             keeper,
             closed: AtomicBool::new(false),
             commits: AtomicU64::new(0),
@@ -500,9 +510,9 @@ mod tests {
         (Arc::new(consumer), messages)
     }
 
-    fn row(seq: i64) -> (i64, Vec<u8>) {
+    fn row(seq: i64) -> (i64, Bytes) {
         let event = Event::new(format!("e{seq}"), "/test", "test").unwrap();
-        (seq, codec::encode(&event).to_vec())
+        (seq, codec::encode(&event))
     }
 
     fn ids(deliveries: &[Delivery]) -> Vec<String> {
@@ -592,7 +602,12 @@ mod tests {
     async fn a_record_that_cannot_be_decoded_stops_the_subscription() {
         let (consumer, _keeper) = consumer();
         consumer.hold(1, 0, 1, 3);
-        consumer.load(1, 1, 3, vec![row(1), (2, b"not an event".to_vec()), row(3)]);
+        consumer.load(
+            1,
+            1,
+            3,
+            vec![row(1), (2, Bytes::from_static(b"not an event")), row(3)],
+        );
         assert_eq!(
             ids(&consumer.hand_out(10).unwrap()),
             ["e1"],

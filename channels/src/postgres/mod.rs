@@ -54,6 +54,9 @@
 //!   to take over, which is how expired leases are noticed (about a second after they
 //!   expire) and what covers for notifications missed while the listening connection was
 //!   re-established.
+//! - **Reads**: a subscription takes the events this process appended lately (per log the
+//!   latest 4096, at most 4 MiB, see [`Tail`]) from memory, and the rest from the
+//!   database; with many triggers on a broker that spares a read per trigger and event.
 //! - **Unavailability**: when the server cannot be reached, calls fail within a few seconds
 //!   with a retriable error ([`ChannelError::Unavailable`] or [`ChannelError::Append`]);
 //!   the pools reconnect, the background tasks retry, and the channel recovers by itself.
@@ -80,7 +83,7 @@ mod keeper;
 mod listener;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -120,6 +123,9 @@ const POOL_SIZE: u32 = 16;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Append requests waiting for the writer; further callers wait for room (backpressure).
 const QUEUE: usize = 4096;
+/// The most events, and bytes of events, a log's [`Tail`] keeps.
+const TAIL_EVENTS: usize = 4096;
+const TAIL_BYTES: usize = 4 << 20;
 /// Where sqlx records the applied migrations; `weft_` like every table of this backend.
 const MIGRATIONS_TABLE: &str = "weft_migrations";
 
@@ -172,11 +178,59 @@ struct Shared {
     wakes: Mutex<HashMap<i64, watch::Sender<u64>>>,
     /// The live consumers, whose progress the keeper writes.
     consumers: Mutex<Vec<Weak<Consumer>>>,
+    /// Per broker id: the latest events this process appended.
+    tails: Mutex<HashMap<i64, Tail>>,
     /// To the keeper: released leases, flush and compaction requests.
     keeper: mpsc::UnboundedSender<keeper::Message>,
     closed: AtomicBool,
     /// Group commits of appends so far.
     commits: AtomicU64,
+}
+
+/// The latest events this process appended to one log, contiguous by sequence number, so
+/// that its subscriptions read them without a round trip (the common case: a trigger keeps
+/// up with its broker). Events appended by other processes interleave with ours; then the
+/// tail starts again after them, and what it lacks is read from the database.
+#[derive(Debug, Default)]
+struct Tail {
+    /// The sequence number of `bodies[0]`.
+    first: i64,
+    bodies: VecDeque<Bytes>,
+    /// The bodies' total size.
+    bytes: usize,
+}
+
+impl Tail {
+    /// Adds events `first..` at the end.
+    fn push(&mut self, first: i64, bodies: &[Bytes]) {
+        if first != self.first + self.bodies.len() as i64 {
+            self.bodies.clear();
+            self.bytes = 0;
+            self.first = first;
+        }
+        for body in bodies {
+            self.bytes += body.len();
+            self.bodies.push_back(body.clone());
+        }
+        while self.bodies.len() > TAIL_EVENTS || self.bytes > TAIL_BYTES {
+            let Some(oldest) = self.bodies.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len();
+            self.first += 1;
+        }
+    }
+
+    /// Events `from..=to`, if the tail has every one of them.
+    fn get(&self, from: i64, to: i64) -> Option<Vec<(i64, Bytes)>> {
+        let last = self.first + self.bodies.len() as i64 - 1;
+        if from < self.first || to > last || from > to {
+            return None;
+        }
+        let skip = (from - self.first) as usize;
+        let bodies = self.bodies.iter().skip(skip).take((to - from + 1) as usize);
+        Some((from..=to).zip(bodies.cloned()).collect())
+    }
 }
 
 /// Locks a mutex; nothing panics while these locks are held, so poisoned data is still
@@ -238,6 +292,22 @@ impl Shared {
         }
         drop(ids);
         lock(&self.wakes).remove(&broker_id);
+        lock(&self.tails).remove(&broker_id);
+    }
+
+    /// Keeps the events just appended to a log, whose last is `head`, for its
+    /// subscriptions here.
+    fn remember(&self, broker_id: i64, head: i64, bodies: &[Bytes]) {
+        let first = head - bodies.len() as i64 + 1;
+        lock(&self.tails)
+            .entry(broker_id)
+            .or_default()
+            .push(first, bodies);
+    }
+
+    /// Events `from..=to` of a log, if this process appended all of them lately.
+    fn recent(&self, broker_id: i64, from: i64, to: i64) -> Option<Vec<(i64, Bytes)>> {
+        lock(&self.tails).get(&broker_id)?.get(from, to)
     }
 
     /// The broker's id: cached, or looked up. `None` when it has no log.
@@ -438,6 +508,7 @@ impl PostgresChannel {
             ids: Mutex::default(),
             wakes: Mutex::default(),
             consumers: Mutex::default(),
+            tails: Mutex::default(),
             keeper: keeper_tx,
             closed: AtomicBool::new(false),
             commits: AtomicU64::new(0),
@@ -853,6 +924,28 @@ mod tests {
             parse_url("sqlite://x.db"),
             Err(ChannelError::UnsupportedUrl { .. })
         ));
+    }
+
+    #[test]
+    fn tails_keep_the_latest_contiguous_events() {
+        let body = |i: u8| Bytes::from(vec![i; 10]);
+        let mut tail = Tail::default();
+        assert_eq!(tail.get(1, 1), None);
+        tail.push(1, &[body(1), body(2)]);
+        tail.push(3, &[body(3)]);
+        let got = tail.get(2, 3).unwrap();
+        assert_eq!(got, vec![(2, body(2)), (3, body(3))]);
+        assert_eq!(tail.get(0, 1), None, "before the tail");
+        assert_eq!(tail.get(3, 4), None, "after the tail");
+        // Another process appended 4 and 5: the tail starts again at 6.
+        tail.push(6, &[body(6)]);
+        assert_eq!(tail.get(3, 3), None);
+        assert_eq!(tail.get(6, 6).unwrap(), vec![(6, body(6))]);
+        let many: Vec<_> = (0..TAIL_EVENTS + 10).map(|_| body(0)).collect();
+        tail.push(7, &many);
+        assert_eq!(tail.bodies.len(), TAIL_EVENTS);
+        assert_eq!(tail.first, 17);
+        assert_eq!(tail.get(16, 16), None, "the oldest are forgotten");
     }
 
     #[test]

@@ -112,9 +112,12 @@ async fn commit(shared: &Shared, batch: Vec<AppendRequest>, notices: &mpsc::Unbo
             shared.commits.fetch_add(1, Ordering::Relaxed);
             telemetry::appended(BACKEND, events);
             for (id, share) in shares {
-                let found = stored.contains(&id);
-                if found {
-                    // Subscriptions here need not wait for the notification's round trip.
+                let head = stored.get(&id).copied();
+                let found = head.is_some();
+                if let Some(head) = head {
+                    // Subscriptions here read the events from memory, and need not wait
+                    // for the notification's round trip.
+                    shared.remember(id, head, &share.bodies);
                     shared.wake(id, false);
                     let _ = notices.send(id);
                 } else if let Some(first) = share.requests.first() {
@@ -152,36 +155,42 @@ async fn commit(shared: &Shared, batch: Vec<AppendRequest>, notices: &mpsc::Unbo
     }
 }
 
-/// Writes a batch; returns the ids of the logs that exist (and so were written).
-async fn write(shared: &Shared, shares: &BTreeMap<i64, Share>) -> Result<Vec<i64>, sqlx::Error> {
-    let mut stored = Vec::with_capacity(shares.len());
+/// Writes a batch; returns the new head of each log that exists (and so was written).
+async fn write(
+    shared: &Shared,
+    shares: &BTreeMap<i64, Share>,
+) -> Result<BTreeMap<i64, i64>, sqlx::Error> {
+    let mut stored = BTreeMap::new();
     if shares.len() == 1 {
         // One statement is its own transaction: one round trip, one commit.
         let mut conn = shared.pool.acquire().await?;
         for (&id, share) in shares {
-            if append(&mut conn, id, &share.bodies).await? {
-                stored.push(id);
+            if let Some(head) = append(&mut conn, id, &share.bodies).await? {
+                stored.insert(id, head);
             }
         }
         return Ok(stored);
     }
     let mut tx = shared.pool.begin().await?;
     for (&id, share) in shares {
-        if append(&mut tx, id, &share.bodies).await? {
-            stored.push(id);
+        if let Some(head) = append(&mut tx, id, &share.bodies).await? {
+            stored.insert(id, head);
         }
     }
     tx.commit().await?;
     Ok(stored)
 }
 
-/// Appends one log's events; false when the log is gone.
-async fn append(conn: &mut PgConnection, id: i64, bodies: &[Bytes]) -> Result<bool, sqlx::Error> {
+/// Appends one log's events; returns its new head, `None` when the log is gone.
+async fn append(
+    conn: &mut PgConnection,
+    id: i64,
+    bodies: &[Bytes],
+) -> Result<Option<i64>, sqlx::Error> {
     let bodies: Vec<&[u8]> = bodies.iter().map(Bytes::as_ref).collect();
-    let head: Option<i64> = sqlx::query_scalar(include_str!("sql/append.sql"))
+    sqlx::query_scalar(include_str!("sql/append.sql"))
         .bind(id)
         .bind(&bodies)
         .fetch_optional(conn)
-        .await?;
-    Ok(head.is_some())
+        .await
 }
