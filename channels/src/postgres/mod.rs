@@ -55,8 +55,8 @@
 //!   expire) and what covers for notifications missed while the listening connection was
 //!   re-established.
 //! - **Reads**: a subscription takes the events this process appended lately (per log the
-//!   latest 4096, at most 4 MiB) from memory, and the rest from the
-//!   database; with many triggers on a broker that spares a read per trigger and event.
+//!   latest 4096, at most 4 MiB) from memory, and the rest from the database; with many
+//!   triggers on a broker that spares a read per trigger and event.
 //! - **Unavailability**: when the server cannot be reached, calls fail within a few seconds
 //!   with a retriable error ([`ChannelError::Unavailable`] or [`ChannelError::Append`]);
 //!   the pools reconnect, the background tasks retry, and the channel recovers by itself.
