@@ -260,6 +260,7 @@ impl Keeper {
     /// and what they never say (a lease expired).
     async fn watch(&mut self) -> Result<bool, ChannelError> {
         let watched = self.shared.watched_logs();
+        self.shared.trim_tails(&watched);
         if watched.is_empty() {
             self.heads.clear();
             return Ok(false);

@@ -54,9 +54,9 @@
 //!   to take over, which is how expired leases are noticed (about a second after they
 //!   expire) and what covers for notifications missed while the listening connection was
 //!   re-established.
-//! - **Reads**: a subscription takes the events this process appended lately (per log the
-//!   latest 4096, at most 4 MiB) from memory, and the rest from the database; with many
-//!   triggers on a broker that spares a read per trigger and event.
+//! - **Reads**: a subscription takes the events this process appended lately (per log with
+//!   subscriptions here, the latest 4096, at most 2 MiB) from memory, and the rest from the
+//!   database; with many triggers on a broker that spares a read per trigger and event.
 //! - **Unavailability**: when the server cannot be reached, calls fail within a few seconds
 //!   with a retriable error ([`ChannelError::Unavailable`] or [`ChannelError::Append`]);
 //!   the pools reconnect, the background tasks retry, and the channel recovers by itself.
@@ -125,7 +125,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const QUEUE: usize = 4096;
 /// The most events, and bytes of events, a log's [`Tail`] keeps.
 const TAIL_EVENTS: usize = 4096;
-const TAIL_BYTES: usize = 4 << 20;
+const TAIL_BYTES: usize = 2 << 20;
 /// Where sqlx records the applied migrations; `weft_` like every table of this backend.
 const MIGRATIONS_TABLE: &str = "weft_migrations";
 
@@ -281,7 +281,9 @@ impl Shared {
 
     /// The logs this process has subscriptions on.
     fn watched_logs(&self) -> Vec<i64> {
-        lock(&self.wakes).keys().copied().collect()
+        let mut wakes = lock(&self.wakes);
+        wakes.retain(|_, wake| wake.receiver_count() > 0);
+        wakes.keys().copied().collect()
     }
 
     /// Forgets a log that is gone: its cached id and its waits, which end.
@@ -296,13 +298,21 @@ impl Shared {
     }
 
     /// Keeps the events just appended to a log, whose last is `head`, for its
-    /// subscriptions here.
+    /// subscriptions here, if it has any.
     fn remember(&self, broker_id: i64, head: i64, bodies: &[Bytes]) {
+        if !lock(&self.wakes).contains_key(&broker_id) {
+            return;
+        }
         let first = head - bodies.len() as i64 + 1;
         lock(&self.tails)
             .entry(broker_id)
             .or_default()
             .push(first, bodies);
+    }
+
+    /// Drops the tails of logs without subscriptions here.
+    fn trim_tails(&self, watched: &[i64]) {
+        lock(&self.tails).retain(|id, _| watched.contains(id));
     }
 
     /// Events `from..=to` of a log, if this process appended all of them lately.
