@@ -16,7 +16,9 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     /// The URL names no backend this build supports.
-    #[error("unsupported channel url `{url}`: expected sqlite://, postgres://, nats://, kafka:// or memory://")]
+    #[error(
+        "unsupported channel url `{url}`: expected sqlite://, postgres://, nats://, kafka:// or memory://"
+    )]
     UnsupportedUrl {
         /// The URL as given.
         url: String,

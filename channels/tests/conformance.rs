@@ -55,6 +55,8 @@ conformance!(memory, crate::common::memory);
 conformance!(sqlite, crate::common::sqlite);
 #[cfg(feature = "nats")]
 conformance!(nats, crate::common::nats);
+#[cfg(feature = "postgres")]
+conformance!(postgres, crate::common::postgres);
 #[cfg(feature = "kafka")]
 conformance!(kafka, crate::common::kafka::kafka);
 /// Kafka with four partitions per log: the bodies whose order holds per key or per append.
@@ -68,8 +70,6 @@ mod kafka_partitioned {
         acked_cursor_survives_reopen,
     );
 }
-#[cfg(feature = "postgres")]
-conformance!(postgres, crate::common::postgres);
 
 async fn publish_then_consume(b: Box<dyn Backend>) {
     let (ch, broker, trigger) = (b.channel(), key("b"), key("t"));

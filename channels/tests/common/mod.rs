@@ -25,7 +25,6 @@ mod nats;
 #[cfg(feature = "nats")]
 #[allow(unused_imports)] // not every test binary runs the suite
 pub use nats::nats;
-
 #[cfg(feature = "kafka")]
 pub mod kafka;
 
