@@ -4,7 +4,8 @@
 # Layout of the state of one service:
 #   ${WEFT_SERVICES_DIR:-/tmp/weft-services}/<name>/      data, pid file, server.log
 #   ${WEFT_SERVICES_DIR:-/tmp/weft-services}/.<name>.lock  held while a command changes it
-# Downloads that outlive the state (the Kafka jars) go to ${WEFT_CACHE_DIR:-$HOME/.cache/weft}.
+# Downloads and builds that outlive the state (the Kafka jars, the Kubernetes binaries) go to
+# ${WEFT_CACHE_DIR:-$HOME/.cache/weft}.
 
 WEFT_SERVICES_DIR="${WEFT_SERVICES_DIR:-/tmp/weft-services}"
 WEFT_CACHE_DIR="${WEFT_CACHE_DIR:-${HOME:-/root}/.cache/weft}"
@@ -20,10 +21,11 @@ die() {
 }
 
 # Serialises commands on one service (two test binaries may call `up` at the same moment).
+# A script may set SERVICE_LOCK_TIMEOUT (seconds, default 900) before sourcing this file.
 lock_service() {
     mkdir -p "$WEFT_SERVICES_DIR"
     exec 9>"$WEFT_SERVICES_DIR/.$SERVICE.lock"
-    flock -w 900 9 || die "timed out waiting for another command on $SERVICE"
+    flock -w "${SERVICE_LOCK_TIMEOUT:-900}" 9 || die "timed out waiting for another command on $SERVICE"
 }
 
 # Runs a command as root: directly when we are root, else through passwordless sudo.
