@@ -93,6 +93,8 @@ enum Command {
     },
     /// Measure Weft against its baselines: load generator, receiver, end-to-end runs, suite.
     Bench(bench::BenchArgs),
+    /// Print the Broker and Trigger CRDs as YAML, for `kubectl apply -f -`.
+    Crds,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -206,6 +208,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args, shutdown_signal()).await,
+        Command::Crds => {
+            print!("{}", weft_config::crd::crds_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

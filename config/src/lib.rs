@@ -6,10 +6,12 @@
 //! with [`model`], the validated values the data plane consumes.
 //!
 //! # Layout
+//! - [`crd`]: Broker and Trigger as Kubernetes custom resources: status, CRDs, conversions.
 //! - [`event`]: the CloudEvent type, its HTTP binding and its storage codec.
 //! - [`manifest`]: Knative Broker/Trigger manifests: serde types, YAML loading, validation.
 //! - [`model`]: validated Broker/Trigger/DeliverySpec values.
 
+pub mod crd;
 pub mod event;
 pub mod manifest;
 pub mod model;

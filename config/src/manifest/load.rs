@@ -287,12 +287,7 @@ impl Loader {
             return;
         }
         self.seen.insert((kind, key.clone()), source.clone());
-        let place = |errors: Vec<FieldError>| -> Vec<Problem> {
-            errors
-                .into_iter()
-                .map(|error| Problem::from_field_error(source, &label, error))
-                .collect()
-        };
+        let place = |errors| place(source, &label, errors);
         if kind == "Broker" {
             let config = typed::<Broker>(value).and_then(|broker| broker.validate());
             self.manifests.brokers.push(Loaded {
@@ -309,6 +304,42 @@ impl Loader {
             });
         }
     }
+}
+
+/// Validates one Broker read from `source` (a file, or a cluster: see
+/// [`crate::crd::load_broker_resource`]).
+pub fn load_broker(broker: &Broker, source: &Location) -> Loaded<BrokerConfig> {
+    let key = broker.metadata.key();
+    let label = format!("Broker {key}");
+    Loaded {
+        config: broker
+            .validate()
+            .map_err(|errors| place(source, &label, errors)),
+        key,
+        source: source.clone(),
+    }
+}
+
+/// Validates one Trigger read from `source` (a file, or a cluster: see
+/// [`crate::crd::load_trigger_resource`]).
+pub fn load_trigger(trigger: &Trigger, source: &Location) -> Loaded<TriggerConfig> {
+    let key = trigger.metadata.key();
+    let label = format!("Trigger {key}");
+    Loaded {
+        config: trigger
+            .validate()
+            .map_err(|errors| place(source, &label, errors)),
+        key,
+        source: source.clone(),
+    }
+}
+
+/// Places the validation errors of the object `label` (`Kind namespace/name`) at `source`.
+fn place(source: &Location, label: &str, errors: Vec<FieldError>) -> Vec<Problem> {
+    errors
+        .into_iter()
+        .map(|error| Problem::from_field_error(source, label, error))
+        .collect()
 }
 
 /// Parses one document into a JSON value, as Kubernetes does; `None` for an empty document.
