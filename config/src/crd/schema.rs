@@ -3,10 +3,10 @@
 //!
 //! - Structural schemas cannot refer to themselves, so the recursive filters (`all`, `any`,
 //!   `not`) are objects of any content below the first level, as in Knative's own CRD
-//!   ([`nested_filters`], [`nested_filter`]). Weft's validation checks the nested levels.
+//!   (`nested_filters`, `nested_filter`). Weft's validation checks the nested levels.
 //! - `nullable` is removed everywhere, so that a `null` is pruned like an absent field (as
 //!   Knative's CRD has it), and `has(self.x)` in a rule means "given".
-//! - [`broker`] and [`trigger`] add bounds and CEL rules (`x-kubernetes-validations`) at named
+//! - `broker` and `trigger` add bounds and CEL rules (`x-kubernetes-validations`) at named
 //!   paths. The API server estimates the cost of every rule from the bounds of what it reads and
 //!   refuses a CRD whose rules could cost too much; every list or map a rule walks over has a
 //!   `maxItems` or `maxProperties`, and every string it compares has a `maxLength`.
