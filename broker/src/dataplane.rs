@@ -73,6 +73,12 @@ impl DataPlane {
         ingress::router(self.ingress.clone())
     }
 
+    /// The health routes alone (`/healthz`, `/readyz`, `/metrics`), for a process that
+    /// accepts no events.
+    pub fn health_router(&self) -> Router {
+        ingress::health_router(self.ingress.clone())
+    }
+
     /// Marks the data plane ready for `/readyz`.
     pub fn set_ready(&self, ready: bool) {
         self.ingress.set_ready(ready);
@@ -91,8 +97,10 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Stops accepting events for the broker, stops its triggers and deletes its log.
-    pub async fn delete_broker(&self, broker: &ObjectKey) -> Result<(), BrokerError> {
+    /// Stops accepting events for the broker and stops its triggers; its log and their
+    /// cursors stay (a data-plane replica whose broker left the desired state: the control
+    /// plane deletes the storage).
+    pub async fn stop_broker(&self, broker: &ObjectKey) {
         self.ingress.remove_broker(broker);
         let on_broker: Vec<ObjectKey> = self
             .lock_running()
@@ -103,6 +111,11 @@ impl DataPlane {
         for trigger in on_broker {
             self.stop_trigger(&trigger).await;
         }
+    }
+
+    /// Stops accepting events for the broker, stops its triggers and deletes its log.
+    pub async fn delete_broker(&self, broker: &ObjectKey) -> Result<(), BrokerError> {
+        self.stop_broker(broker).await;
         self.channel
             .delete_log(broker)
             .await

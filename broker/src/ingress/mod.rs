@@ -99,13 +99,20 @@ impl Ingress {
     }
 }
 
-/// The ingress routes plus `/healthz`, `/readyz` and `/metrics`.
-pub fn router(ingress: Arc<Ingress>) -> Router {
+/// `/healthz`, `/readyz` and `/metrics` alone: what a process that accepts no events (a
+/// dispatcher replica) serves.
+pub fn health_router(ingress: Arc<Ingress>) -> Router {
     let metrics = telemetry::prometheus();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(move || async move { metrics.render() }))
+        .with_state(ingress)
+}
+
+/// The ingress routes plus `/healthz`, `/readyz` and `/metrics`.
+pub fn router(ingress: Arc<Ingress>) -> Router {
+    let routes = Router::new()
         .route(
             "/",
             any(|| async {
@@ -122,7 +129,8 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
                 "path must be /<namespace>/<broker>",
             )
         })
-        .with_state(ingress)
+        .with_state(ingress.clone());
+    health_router(ingress).merge(routes)
 }
 
 async fn readyz(State(ingress): State<Arc<Ingress>>) -> Response {
