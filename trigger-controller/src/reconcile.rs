@@ -6,6 +6,11 @@
 //! deleted. An invalid object never stops the others: it is reported not ready with the
 //! reason, and whatever storage it already had is kept, so fixing the manifest resumes it
 //! without losing events.
+//!
+//! [`Roles`] say which part of the data plane this process runs. `weft up` runs all of it
+//! and owns the storage. On Kubernetes the ingress and dispatcher replicas each run one
+//! part and never delete storage: an object leaving their desired state only stops what
+//! they ran, and the controller deletes the log or cursor once (through a finalizer).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,10 +21,44 @@ use weft_config::{BrokerConfig, DeliveryConfig, ObjectKey, TriggerConfig};
 
 use crate::status::{Condition, StatusBoard, TriggerCondition};
 
+/// Which parts of the data plane a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// Accept events for brokers (the ingress serves them).
+    pub ingress: bool,
+    /// Run triggers' dispatchers.
+    pub dispatch: bool,
+    /// Delete the log of a broker and the cursor of a trigger that left the desired state,
+    /// and, at start, those of objects deleted while the process was down.
+    pub manage_storage: bool,
+}
+
+impl Roles {
+    /// Every role, storage included: `weft up`.
+    pub const ALL: Roles = Roles {
+        ingress: true,
+        dispatch: true,
+        manage_storage: true,
+    };
+    /// An ingress replica: accepts events, never deletes storage.
+    pub const INGRESS: Roles = Roles {
+        ingress: true,
+        dispatch: false,
+        manage_storage: false,
+    };
+    /// A dispatcher replica: delivers events, never deletes storage.
+    pub const DISPATCHER: Roles = Roles {
+        ingress: false,
+        dispatch: true,
+        manage_storage: false,
+    };
+}
+
 /// Drives the data plane towards the desired state.
 pub struct Reconciler {
     dataplane: Arc<DataPlane>,
     status: Arc<StatusBoard>,
+    roles: Roles,
     /// Brokers whose log exists and whose ingress is open.
     brokers: HashMap<ObjectKey, Option<BrokerConfig>>,
     /// Triggers whose dispatcher runs, with the configuration it runs with.
@@ -33,11 +72,17 @@ pub struct Reconciler {
 type Desired<'a, T> = BTreeMap<ObjectKey, Result<&'a T, String>>;
 
 impl Reconciler {
-    /// A reconciler that has applied nothing yet.
+    /// A reconciler that has applied nothing yet, running every role ([`Roles::ALL`]).
     pub fn new(dataplane: Arc<DataPlane>, status: Arc<StatusBoard>) -> Self {
+        Self::with_roles(dataplane, status, Roles::ALL)
+    }
+
+    /// A reconciler that has applied nothing yet, running only `roles`.
+    pub fn with_roles(dataplane: Arc<DataPlane>, status: Arc<StatusBoard>, roles: Roles) -> Self {
         Reconciler {
             dataplane,
             status,
+            roles,
             brokers: HashMap::new(),
             running: HashMap::new(),
             cursors: HashMap::new(),
@@ -60,14 +105,16 @@ impl Reconciler {
             .iter()
             .map(|t| (t.key.clone(), t.config.as_ref().map_err(|p| describe(p))))
             .collect();
-        if !self.collected {
+        if !self.collected && self.roles.manage_storage {
             self.collect_garbage(&brokers, &triggers).await;
-            self.collected = true;
         }
+        self.collected = true;
         self.remove_triggers(&triggers).await;
         self.remove_brokers(&brokers).await;
         self.apply_brokers(&brokers).await;
-        self.apply_triggers(&brokers, &triggers).await;
+        if self.roles.dispatch {
+            self.apply_triggers(&brokers, &triggers).await;
+        }
     }
 
     /// After a restart: deletes logs and cursors of objects deleted while Weft was down.
@@ -123,12 +170,12 @@ impl Reconciler {
             self.running.remove(&key);
             self.status.remove_trigger(&key);
             match self.cursors.remove(&key) {
-                Some(broker) => {
+                Some(broker) if self.roles.manage_storage => {
                     if let Err(e) = self.dataplane.delete_trigger(&key, &broker).await {
                         tracing::warn!(trigger = %key, error = %e, "cannot delete trigger cursor");
                     }
                 }
-                None => self.dataplane.stop_trigger(&key).await,
+                _ => self.dataplane.stop_trigger(&key).await,
             }
             tracing::info!(trigger = %key, "trigger removed");
         }
@@ -146,7 +193,9 @@ impl Reconciler {
             // here and report BrokerDoesNotExist below. Their cursors go with the log.
             self.running.retain(|_, (t, _)| t.broker_key() != key);
             self.cursors.retain(|_, b| *b != key);
-            if let Err(e) = self.dataplane.delete_broker(&key).await {
+            if !self.roles.manage_storage {
+                self.dataplane.stop_broker(&key).await;
+            } else if let Err(e) = self.dataplane.delete_broker(&key).await {
                 tracing::warn!(broker = %key, error = %e, "cannot delete broker log");
             }
             self.brokers.remove(&key);
@@ -219,7 +268,9 @@ impl Reconciler {
         {
             self.running.remove(key);
             self.cursors.remove(key);
-            if let Err(e) = self.dataplane.delete_trigger(key, &old).await {
+            if !self.roles.manage_storage {
+                self.dataplane.stop_trigger(key).await;
+            } else if let Err(e) = self.dataplane.delete_trigger(key, &old).await {
                 tracing::warn!(trigger = %key, error = %e, "cannot delete cursor on previous broker");
             }
         }
@@ -275,7 +326,8 @@ impl Reconciler {
     }
 }
 
-fn describe(problems: &[Problem]) -> String {
+/// The problems of an object in one line, for a condition's message.
+pub(crate) fn describe(problems: &[Problem]) -> String {
     problems
         .iter()
         .map(|p| p.to_string())

@@ -3,16 +3,13 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use tokio::net::TcpListener;
-use weft_broker::{DataPlane, DataPlaneOptions};
-use weft_channels::ChannelOptions;
+use weft_broker::DataPlaneOptions;
 
 use crate::ControllerError;
-use crate::reconcile::Reconciler;
-use crate::state::{FolderSource, StateSource};
-use crate::status::{self, StatusBoard};
+use crate::reconcile::Roles;
+use crate::serve::{ServeOptions, serve};
+use crate::state::FolderSource;
 
 /// What `weft up` needs to run.
 #[derive(Clone, Debug)]
@@ -35,7 +32,7 @@ pub async fn run(
     options: StandaloneOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
-    let url = match &options.channel {
+    let channel = match &options.channel {
         Some(url) => url.clone(),
         None => {
             std::fs::create_dir_all(&options.data_dir).map_err(|source| ControllerError::Io {
@@ -45,56 +42,13 @@ pub async fn run(
             format!("sqlite://{}", options.data_dir.join("weft.db").display())
         }
     };
-    let channel = weft_channels::open(&url, ChannelOptions::default())
-        .await
-        .map_err(|source| ControllerError::Channel {
-            url: url.clone(),
-            source,
-        })?;
-    let dataplane = Arc::new(DataPlane::new(channel, options.dataplane.clone()));
-    let board = Arc::new(StatusBoard::default());
-
-    let listener =
-        TcpListener::bind(&options.addr)
-            .await
-            .map_err(|source| ControllerError::Io {
-                what: format!("cannot listen on {}", options.addr),
-                source,
-            })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ControllerError::Io {
-            what: "cannot read the listen address".into(),
-            source,
-        })?;
-    board.set_base_url(format!("http://{local}"));
-    let app = dataplane
-        .router()
-        .merge(status::router(board.clone(), dataplane.clone()));
-
-    let mut source = FolderSource::new(&options.manifests)?;
-    let mut reconciler = Reconciler::new(dataplane.clone(), board.clone());
-    let closing = dataplane.clone();
-    let control = async move {
-        let mut first = true;
-        while let Some(desired) = source.next().await {
-            reconciler.reconcile(&desired).await;
-            if first {
-                first = false;
-                dataplane.set_ready(true);
-                tracing::info!(addr = %local, channel = %url, manifests = %options.manifests.display(), "weft is up");
-                println!("weft listening on http://{local}");
-            }
-        }
+    let source = FolderSource::new(&options.manifests)?;
+    let serve_options = ServeOptions {
+        addr: options.addr,
+        channel,
+        roles: Roles::ALL,
+        dataplane: options.dataplane,
+        desired_state: options.manifests.display().to_string(),
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let result = tokio::select! {
-        served = server => served.map_err(|source| ControllerError::Io { what: "server failed".into(), source }),
-        () = control => Ok(()),
-    };
-    // Save the latest cursors so a clean restart redelivers as little as possible.
-    if let Err(e) = closing.channel().close().await {
-        tracing::warn!(error = %e, "closing the channel failed");
-    }
-    result
+    serve(serve_options, source, shutdown).await
 }
