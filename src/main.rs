@@ -1,6 +1,7 @@
 //! The `weft` command: parses arguments and hands over to the crates. No logic lives here.
 
 mod bench;
+mod cluster;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +96,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print the Broker and Trigger CRDs as YAML, for `kubectl apply -f -`.
     Crds,
+    /// On Kubernetes: create channel storage, resolve refs and write status (leader-elected).
+    Controller(cluster::ControllerArgs),
+    /// On Kubernetes: accept events for Weft's Brokers (scale out freely).
+    Ingress(cluster::ReplicaArgs),
+    /// On Kubernetes: deliver events to Weft's Triggers (scale out freely).
+    Dispatcher(cluster::ReplicaArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -210,6 +217,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args, shutdown_signal()).await,
         Command::Crds => {
             print!("{}", weft_config::crd::crds_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Controller(args) => {
+            weft_controller::cluster::run_controller(args.options(), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingress(args) => {
+            let roles = weft_controller::reconcile::Roles::INGRESS;
+            weft_controller::cluster::run_replica(roles, args.options(), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dispatcher(args) => {
+            let roles = weft_controller::reconcile::Roles::DISPATCHER;
+            weft_controller::cluster::run_replica(roles, args.options(), shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -49,4 +49,28 @@ pub enum ControllerError {
         /// Why it is invalid.
         reason: String,
     },
+    /// A request to the Kubernetes API failed.
+    #[error("{what}: {source}")]
+    Kube {
+        /// What was being done, e.g. "cannot write the status of Broker shop/orders".
+        what: String,
+        /// What the client reported.
+        #[source]
+        source: kube::Error,
+    },
+    /// Creating or deleting an object's storage in the channel failed.
+    #[error("cannot {what}: {source}")]
+    Storage {
+        /// What was being done, e.g. "create the log of broker shop/orders".
+        what: String,
+        /// What the channel reported.
+        #[source]
+        source: weft_channels::ChannelError,
+    },
+    /// Another controller replica took over the leader-election Lease.
+    #[error("lost the leader-election lease {lease}; exiting so a new candidate can start")]
+    LeaseLost {
+        /// The Lease's name.
+        lease: String,
+    },
 }

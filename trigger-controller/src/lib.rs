@@ -9,12 +9,16 @@
 //! - [`state`]: where desired state comes from (a watched folder now; Kubernetes later).
 //! - [`reconcile`]: applies desired state to the data plane, object by object.
 //! - [`status`]: readiness and reasons per object, served at `/_weft/v1/…`.
-//! - [`standalone`]: `weft up`: one process running every role.
+//! - [`serve`]: one data-plane process: channel, listener, reconciler for its roles.
+//! - [`cluster`]: on Kubernetes: the controller, and desired state from the API server.
+//! - [`standalone`]: `weft up`: one process running every role from a folder.
 //! - [`client`]: `weft send` and `weft get`, talking to a running instance.
 
 pub mod client;
+pub mod cluster;
 mod error;
 pub mod reconcile;
+pub mod serve;
 pub mod standalone;
 pub mod state;
 pub mod status;

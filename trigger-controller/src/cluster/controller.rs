@@ -1,0 +1,599 @@
+//! `weft controller`: reconciles Brokers of Weft's class and the Triggers bound to them.
+//!
+//! For a Broker it creates the channel's log (topic, stream or table), resolves the
+//! dead-letter sink, and writes `Addressable`, `TriggerChannelReady`,
+//! `DeadLetterSinkResolved` and `Ready` with `address.url`
+//! (`<ingress-url>/<namespace>/<name>`). For a Trigger it checks the Broker
+//! (`BrokerReady`, or `BrokerDoesNotExist` until it appears), resolves the subscriber and
+//! dead-letter sink (`SubscriberResolved`, `DeadLetterSinkResolved`, `subscriberUri`),
+//! validates filters (`SubscriptionReady`) and sums them up in `Ready`.
+//!
+//! Storage is deleted through finalizers: a Broker's log when the Broker is deleted, a
+//! Trigger's cursor when the Trigger is. The data-plane replicas never delete anything.
+//! Every object's status carries `observedGeneration`, and is written only when it changed.
+//!
+//! Only the replica holding the `weft-controller` Lease reconciles; one that loses the lease
+//! exits, to be restarted as a candidate.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{self, Event as Finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use weft_broker::filter::Filter;
+use weft_channels::{Channel, ChannelOptions};
+use weft_config::ObjectKey;
+use weft_config::crd::{
+    self, Addressable, BrokerResource, BrokerStatus, Condition, READY, TriggerResource,
+    TriggerStatus, find_condition, set_condition,
+};
+
+use super::leader::{Candidate, LeaseTiming};
+use super::resolve::resolve;
+use super::{BrokerClass, uri_destination};
+use crate::ControllerError;
+use crate::reconcile::describe;
+
+/// The finalizer that holds a deleted object until its storage is gone.
+pub const FINALIZER: &str = "eventing.weft.dev/storage";
+/// The Lease the controller replicas compete for.
+pub const LEASE_NAME: &str = "weft-controller";
+
+/// How soon a healthy object is looked at again, to follow refs that changed.
+const RESYNC: Duration = Duration::from_secs(300);
+/// How soon an object waiting for something (an unresolved ref, a missing broker) is
+/// looked at again.
+const WAITING: Duration = Duration::from_secs(10);
+
+/// What `weft controller` needs to run.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// The channel URL the data plane uses.
+    pub channel: String,
+    /// The ingress Service's URL; a Broker's address is `<ingress_url>/<namespace>/<name>`.
+    pub ingress_url: String,
+    /// Watch only this namespace (every namespace when `None`).
+    pub namespace: Option<String>,
+    /// Which Brokers are Weft's.
+    pub class: BrokerClass,
+    /// The namespace of the leader-election Lease.
+    pub lease_namespace: String,
+    /// This replica's name in the Lease.
+    pub identity: String,
+    /// The lease's timing.
+    pub lease: LeaseTiming,
+    /// Where `/healthz` and `/readyz` are served.
+    pub addr: String,
+}
+
+struct Context {
+    client: Client,
+    channel: Arc<dyn Channel>,
+    options: ControllerOptions,
+}
+
+/// Runs the controller until `shutdown` completes, or fails when the lease is lost.
+pub async fn run_controller(
+    options: ControllerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControllerError> {
+    super::shared_channel(&options.channel)?;
+    let client = Client::try_default()
+        .await
+        .map_err(|source| ControllerError::Kube {
+            what: "cannot connect to the Kubernetes API".into(),
+            source,
+        })?;
+    let listener =
+        TcpListener::bind(&options.addr)
+            .await
+            .map_err(|source| ControllerError::Io {
+                what: format!("cannot listen on {}", options.addr),
+                source,
+            })?;
+    let health = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(|| async { "ok" }));
+    let server = axum::serve(listener, health).with_graceful_shutdown(shutdown);
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &options.lease_namespace);
+    let candidate = Candidate::new(leases, LEASE_NAME, &options.identity, options.lease.clone());
+    let work = async {
+        let mut leading = candidate.lead().await;
+        let channel = weft_channels::open(&options.channel, ChannelOptions::default())
+            .await
+            .map_err(|source| ControllerError::Channel {
+                url: crate::serve::redact(&options.channel),
+                source,
+            })?;
+        let context = Arc::new(Context {
+            client: client.clone(),
+            channel,
+            options: options.clone(),
+        });
+        println!("weft controller leading as {}", options.identity);
+        tokio::select! {
+            () = reconcile_all(context) => Ok(()),
+            _ = leading.wait_for(|leading| !leading) => Err(ControllerError::LeaseLost {
+                lease: LEASE_NAME.to_string(),
+            }),
+        }
+    };
+    tokio::select! {
+        served = server => served.map_err(|source| ControllerError::Io { what: "health server failed".into(), source }),
+        worked = work => worked,
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the Broker and Trigger controllers side by side.
+async fn reconcile_all(context: Arc<Context>) {
+    let namespace = context.options.namespace.as_deref();
+    let brokers: Api<BrokerResource> = scoped(&context.client, namespace);
+    let triggers: Api<TriggerResource> = scoped(&context.client, namespace);
+
+    let broker_controller = Controller::new(brokers.clone(), watcher::Config::default())
+        .run(reconcile_broker, retry_later, context.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "broker reconcile failed");
+            }
+        });
+
+    // A Broker's change (created, ready, deleted) is news to the Triggers bound to it.
+    let trigger_controller = Controller::new(triggers, watcher::Config::default());
+    let bound = trigger_controller.store();
+    let trigger_controller = trigger_controller
+        .watches(
+            brokers,
+            watcher::Config::default(),
+            move |broker: BrokerResource| {
+                let namespace = broker.namespace();
+                let name = broker.name_any();
+                bound
+                    .state()
+                    .iter()
+                    .filter(|t| t.namespace() == namespace && t.spec.broker == name)
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .run(reconcile_trigger, retry_later, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "trigger reconcile failed");
+            }
+        });
+    tokio::join!(broker_controller, trigger_controller);
+}
+
+type ReconcileError = finalizer::Error<ControllerError>;
+
+fn retry_later<K>(_object: Arc<K>, error: &ReconcileError, _context: Arc<Context>) -> Action {
+    tracing::warn!(%error, "will retry");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn key_of(object: &impl Resource) -> ObjectKey {
+    let meta = object.meta();
+    ObjectKey::new(
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+fn has_finalizer(object: &impl Resource) -> bool {
+    object
+        .meta()
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+}
+
+async fn reconcile_broker(
+    broker: Arc<BrokerResource>,
+    context: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    if !context.options.class.serves(broker.as_ref()) && !has_finalizer(broker.as_ref()) {
+        return Ok(Action::await_change());
+    }
+    let api: Api<BrokerResource> = Api::namespaced(
+        context.client.clone(),
+        &broker.namespace().unwrap_or_default(),
+    );
+    finalizer::finalizer(&api, FINALIZER, broker, |event| async {
+        match event {
+            Finalizer::Apply(broker) => apply_broker(&broker, &context).await,
+            Finalizer::Cleanup(broker) => {
+                let key = key_of(broker.as_ref());
+                context.channel.delete_log(&key).await.map_err(|source| {
+                    ControllerError::Storage {
+                        what: format!("delete the log of broker {key}"),
+                        source,
+                    }
+                })?;
+                tracing::info!(broker = %key, "broker deleted with its log");
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+}
+
+async fn apply_broker(
+    broker: &BrokerResource,
+    context: &Context,
+) -> Result<Action, ControllerError> {
+    if !context.options.class.serves(broker) {
+        // Its class changed: the finalizer stays so the log goes when the broker does.
+        return Ok(Action::await_change());
+    }
+    let key = key_of(broker);
+    let now = Utc::now();
+    let old = broker.status.clone().unwrap_or_default();
+    let mut status = BrokerStatus {
+        observed_generation: broker.metadata.generation,
+        conditions: old.conditions.clone(),
+        ..BrokerStatus::default()
+    };
+    let mut waiting = false;
+
+    // The dead-letter sink, resolved for the data plane.
+    let mut resolved = broker.clone();
+    let sink = broker
+        .spec
+        .delivery
+        .as_ref()
+        .and_then(|d| d.dead_letter_sink.as_ref());
+    let sink_condition = match sink {
+        None => Condition::true_("DeadLetterSinkResolved").because(
+            "DeadLetterSinkNotConfigured",
+            "no dead-letter sink is configured",
+        ),
+        Some(sink) => match resolve(&context.client, &key.namespace, sink).await {
+            Ok(uri) => {
+                status.dead_letter_sink_uri = Some(uri.clone());
+                if let Some(delivery) = resolved.spec.delivery.as_mut() {
+                    delivery.dead_letter_sink = Some(uri_destination(uri));
+                }
+                Condition::true_("DeadLetterSinkResolved")
+            }
+            Err(e) => {
+                waiting = true;
+                if let Some(delivery) = resolved.spec.delivery.as_mut() {
+                    delivery.dead_letter_sink = None;
+                }
+                Condition::false_(
+                    "DeadLetterSinkResolved",
+                    "DeadLetterSinkResolveFailed",
+                    e.to_string(),
+                )
+            }
+        },
+    };
+    set_condition(&mut status.conditions, sink_condition, now);
+
+    let valid = match crd::load_broker_resource(&resolved).config {
+        Ok(_) => Condition::true_("Valid"),
+        Err(problems) => Condition::false_("Valid", "InvalidBroker", describe(&problems)),
+    };
+    let channel = if valid.is_true() {
+        match context.channel.ensure_log(&key).await {
+            Ok(()) => Condition::true_("TriggerChannelReady"),
+            Err(e) => {
+                waiting = true;
+                Condition::false_(
+                    "TriggerChannelReady",
+                    "ChannelFailed",
+                    format!("cannot create the log: {e}"),
+                )
+            }
+        }
+    } else {
+        Condition::unknown(
+            "TriggerChannelReady",
+            "InvalidBroker",
+            "the broker is not valid",
+        )
+    };
+    set_condition(&mut status.conditions, valid, now);
+    set_condition(&mut status.conditions, channel, now);
+
+    let url = format!(
+        "{}/{}/{}",
+        context.options.ingress_url.trim_end_matches('/'),
+        key.namespace,
+        key.name
+    );
+    let address = Addressable {
+        name: Some("http".into()),
+        url: Some(url),
+        ..Addressable::default()
+    };
+    status.address = Some(address.clone());
+    status.addresses = vec![address];
+    set_condition(&mut status.conditions, Condition::true_("Addressable"), now);
+    let ready = summary(&status.conditions);
+    set_condition(&mut status.conditions, ready, now);
+
+    if status != old {
+        let api: Api<BrokerResource> = Api::namespaced(context.client.clone(), &key.namespace);
+        write_status(&api, &key, "Broker", &status).await?;
+    }
+    Ok(Action::requeue(if waiting { WAITING } else { RESYNC }))
+}
+
+async fn reconcile_trigger(
+    trigger: Arc<TriggerResource>,
+    context: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let key = key_of(trigger.as_ref());
+    let brokers: Api<BrokerResource> = Api::namespaced(context.client.clone(), &key.namespace);
+    let broker = brokers
+        .get_opt(&trigger.spec.broker)
+        .await
+        .map_err(|source| {
+            finalizer::Error::ApplyFailed(ControllerError::Kube {
+                what: format!("cannot read the broker of trigger {key}"),
+                source,
+            })
+        })?;
+    let ours = broker
+        .as_ref()
+        .is_some_and(|b| context.options.class.serves(b));
+    if !ours && !has_finalizer(trigger.as_ref()) {
+        if broker.is_none() && trigger.meta().deletion_timestamp.is_none() {
+            // Which class will serve it is not known yet; say why it waits, as Knative does.
+            broker_missing(&trigger, &context)
+                .await
+                .map_err(finalizer::Error::ApplyFailed)?;
+        }
+        return Ok(Action::await_change());
+    }
+    let api: Api<TriggerResource> = Api::namespaced(context.client.clone(), &key.namespace);
+    let broker = broker.filter(|_| ours);
+    finalizer::finalizer(&api, FINALIZER, trigger, |event| async {
+        match event {
+            Finalizer::Apply(trigger) => match &broker {
+                Some(broker) => apply_trigger(&trigger, broker, &context).await,
+                None => broker_missing(&trigger, &context).await,
+            },
+            Finalizer::Cleanup(trigger) => {
+                let key = key_of(trigger.as_ref());
+                let broker = ObjectKey::new(key.namespace.clone(), trigger.spec.broker.clone());
+                context
+                    .channel
+                    .delete_subscription(&broker, &key)
+                    .await
+                    .map_err(|source| ControllerError::Storage {
+                        what: format!("delete the cursor of trigger {key}"),
+                        source,
+                    })?;
+                tracing::info!(trigger = %key, "trigger deleted with its cursor");
+                Ok(Action::await_change())
+            }
+        }
+    })
+    .await
+}
+
+/// The status of a Trigger whose Broker does not exist (or is not Weft's any more).
+async fn broker_missing(
+    trigger: &TriggerResource,
+    context: &Context,
+) -> Result<Action, ControllerError> {
+    let key = key_of(trigger);
+    let now = Utc::now();
+    let old = trigger.status.clone().unwrap_or_default();
+    let mut status = TriggerStatus {
+        observed_generation: trigger.metadata.generation,
+        conditions: old.conditions.clone(),
+        ..TriggerStatus::default()
+    };
+    let message = format!("Broker \"{}\" does not exist", trigger.spec.broker);
+    set_condition(
+        &mut status.conditions,
+        Condition::false_("BrokerReady", "BrokerDoesNotExist", message.clone()),
+        now,
+    );
+    set_condition(
+        &mut status.conditions,
+        Condition::false_(READY, "BrokerDoesNotExist", message),
+        now,
+    );
+    if status != old {
+        let api: Api<TriggerResource> = Api::namespaced(context.client.clone(), &key.namespace);
+        write_status(&api, &key, "Trigger", &status).await?;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn apply_trigger(
+    trigger: &TriggerResource,
+    broker: &BrokerResource,
+    context: &Context,
+) -> Result<Action, ControllerError> {
+    let key = key_of(trigger);
+    let now = Utc::now();
+    let old = trigger.status.clone().unwrap_or_default();
+    let mut status = TriggerStatus {
+        observed_generation: trigger.metadata.generation,
+        conditions: old.conditions.clone(),
+        ..TriggerStatus::default()
+    };
+    let mut waiting = false;
+
+    let broker_status = broker.status.clone().unwrap_or_default();
+    let broker_ready = match find_condition(&broker_status.conditions, READY) {
+        Some(ready) if ready.is_true() => Condition::true_("BrokerReady"),
+        Some(ready) => Condition::false_(
+            "BrokerReady",
+            "BrokerNotReady",
+            ready
+                .message
+                .clone()
+                .unwrap_or_else(|| "the broker is not ready".into()),
+        ),
+        None => {
+            waiting = true;
+            Condition::unknown(
+                "BrokerReady",
+                "BrokerUnknown",
+                "the broker has no status yet",
+            )
+        }
+    };
+    set_condition(&mut status.conditions, broker_ready, now);
+
+    let mut resolved = trigger.clone();
+    let subscriber = match resolve(&context.client, &key.namespace, &trigger.spec.subscriber).await
+    {
+        Ok(uri) => {
+            status.subscriber_uri = Some(uri.clone());
+            resolved.spec.subscriber = uri_destination(uri);
+            Condition::true_("SubscriberResolved")
+        }
+        Err(e) => {
+            waiting = true;
+            Condition::false_(
+                "SubscriberResolved",
+                "SubscriberResolveFailed",
+                e.to_string(),
+            )
+        }
+    };
+    set_condition(&mut status.conditions, subscriber, now);
+
+    // The trigger's own dead-letter sink, else its broker's.
+    let own_sink = trigger
+        .spec
+        .delivery
+        .as_ref()
+        .and_then(|d| d.dead_letter_sink.as_ref());
+    let sink = match own_sink {
+        Some(sink) => match resolve(&context.client, &key.namespace, sink).await {
+            Ok(uri) => {
+                status.dead_letter_sink_uri = Some(uri.clone());
+                if let Some(delivery) = resolved.spec.delivery.as_mut() {
+                    delivery.dead_letter_sink = Some(uri_destination(uri));
+                }
+                Condition::true_("DeadLetterSinkResolved")
+            }
+            Err(e) => {
+                waiting = true;
+                if let Some(delivery) = resolved.spec.delivery.as_mut() {
+                    delivery.dead_letter_sink = None;
+                }
+                Condition::false_(
+                    "DeadLetterSinkResolved",
+                    "DeadLetterSinkResolveFailed",
+                    e.to_string(),
+                )
+            }
+        },
+        None => match &broker_status.dead_letter_sink_uri {
+            Some(uri) => {
+                status.dead_letter_sink_uri = Some(uri.clone());
+                Condition::true_("DeadLetterSinkResolved")
+            }
+            None => Condition::true_("DeadLetterSinkResolved").because(
+                "DeadLetterSinkNotConfigured",
+                "no dead-letter sink is configured",
+            ),
+        },
+    };
+    set_condition(&mut status.conditions, sink, now);
+
+    let subscription = if status.subscriber_uri.is_none() {
+        Condition::unknown(
+            "SubscriptionReady",
+            "SubscriberResolveFailed",
+            "waiting for the subscriber's URL",
+        )
+    } else {
+        // The checks `weft up` makes: the manifest's rules, then the filters compiled.
+        match crd::load_trigger_resource(&resolved).config {
+            Ok(config) => match Filter::compile(&config) {
+                Ok(_) => Condition::true_("SubscriptionReady"),
+                Err(e) => Condition::false_("SubscriptionReady", "InvalidTrigger", e.to_string()),
+            },
+            Err(problems) => {
+                Condition::false_("SubscriptionReady", "InvalidTrigger", describe(&problems))
+            }
+        }
+    };
+    set_condition(&mut status.conditions, subscription, now);
+    let ready = summary(&status.conditions);
+    set_condition(&mut status.conditions, ready, now);
+
+    if status != old {
+        let api: Api<TriggerResource> = Api::namespaced(context.client.clone(), &key.namespace);
+        write_status(&api, &key, "Trigger", &status).await?;
+    }
+    Ok(Action::requeue(if waiting { WAITING } else { RESYNC }))
+}
+
+/// `Ready`: true when every other condition is; else the first that is not, by its reason.
+fn summary(conditions: &[Condition]) -> Condition {
+    let blocking = conditions
+        .iter()
+        .filter(|c| c.type_ != READY && !c.is_true())
+        .min_by_key(|c| c.status != crd::ConditionStatus::False);
+    match blocking {
+        None => Condition::true_(READY),
+        Some(c) => Condition {
+            type_: READY.to_string(),
+            last_transition_time: None,
+            ..c.clone()
+        },
+    }
+}
+
+/// Writes `status` with a JSON merge patch; a field the new status lacks is removed.
+async fn write_status<K, S>(
+    api: &Api<K>,
+    key: &ObjectKey,
+    kind: &str,
+    status: &S,
+) -> Result<(), ControllerError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize,
+{
+    let mut value = serde_json::to_value(status).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut value {
+        for cleared in ["address", "addresses", "subscriberUri", "deadLetterSinkUri"] {
+            fields.entry(cleared).or_insert(Value::Null);
+        }
+    }
+    api.patch_status(
+        &key.name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": value })),
+    )
+    .await
+    .map_err(|source| ControllerError::Kube {
+        what: format!("cannot write the status of {kind} {key}"),
+        source,
+    })?;
+    Ok(())
+}

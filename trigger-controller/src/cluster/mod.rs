@@ -1,0 +1,125 @@
+//! Weft on Kubernetes: Brokers and Triggers as custom resources of the API server.
+//!
+//! - [`controller`]: `weft controller`: creates and deletes each object's channel storage
+//!   (finalizers), resolves destination refs and writes Knative's status: conditions,
+//!   `address.url`, `subscriberUri`. One replica leads ([`leader`]); others wait.
+//! - [`source`]: desired state for `weft ingress` and `weft dispatcher`, watched from the
+//!   API server; behind the same [`crate::state::StateSource`] as the folder of `weft up`.
+//! - [`resolve`]: a Knative `Destination` to a URL.
+//!
+//! Weft serves Brokers whose `eventing.knative.dev/broker.class` is `Weft` and the Triggers
+//! bound to them, so it can run beside Knative's own brokers; [`BrokerClass`] can make it
+//! serve Brokers that name no class as well.
+
+pub mod controller;
+pub mod leader;
+pub mod resolve;
+pub mod source;
+
+use std::future::Future;
+
+use kube::{Client, Resource};
+use weft_broker::DataPlaneOptions;
+use weft_config::manifest::Destination;
+use weft_config::manifest::types::BROKER_CLASS_ANNOTATION;
+
+pub use controller::{ControllerOptions, run_controller};
+pub use leader::LeaseTiming;
+pub use source::KubeSource;
+
+use crate::ControllerError;
+use crate::reconcile::Roles;
+use crate::serve::{ServeOptions, serve};
+
+/// The broker class Weft serves.
+pub const WEFT_BROKER_CLASS: &str = "Weft";
+
+/// Which Brokers are Weft's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BrokerClass {
+    /// Serve Brokers without a `broker.class` annotation too (as Knative's default class
+    /// setting does), not only those of class `Weft`.
+    pub default_class: bool,
+}
+
+impl BrokerClass {
+    /// Whether `broker` is Weft's to serve.
+    pub fn serves(&self, broker: &impl Resource) -> bool {
+        match broker
+            .meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(BROKER_CLASS_ANNOTATION))
+        {
+            Some(class) if !class.is_empty() => class == WEFT_BROKER_CLASS,
+            _ => self.default_class,
+        }
+    }
+}
+
+/// A destination given by its URL alone.
+fn uri_destination(uri: String) -> Destination {
+    Destination {
+        uri: Some(uri),
+        ..Destination::default()
+    }
+}
+
+/// What an ingress or dispatcher replica needs to run.
+#[derive(Clone, Debug)]
+pub struct ReplicaOptions {
+    /// The channel URL (the controller's).
+    pub channel: String,
+    /// The listen address: events (ingress), health and metrics.
+    pub addr: String,
+    /// Watch only this namespace (every namespace when `None`).
+    pub namespace: Option<String>,
+    /// Which Brokers are Weft's.
+    pub class: BrokerClass,
+    /// Data plane knobs.
+    pub dataplane: DataPlaneOptions,
+}
+
+/// Runs an ingress ([`Roles::INGRESS`]) or dispatcher ([`Roles::DISPATCHER`]) replica with
+/// desired state from the Kubernetes API, until `shutdown` completes.
+pub async fn run_replica(
+    roles: Roles,
+    options: ReplicaOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControllerError> {
+    shared_channel(&options.channel)?;
+    let client = Client::try_default()
+        .await
+        .map_err(|source| ControllerError::Kube {
+            what: "cannot connect to the Kubernetes API".into(),
+            source,
+        })?;
+    let source = KubeSource::start(client, options.namespace.as_deref(), options.class);
+    let serve_options = ServeOptions {
+        addr: options.addr,
+        channel: options.channel,
+        roles,
+        dataplane: options.dataplane,
+        desired_state: match &options.namespace {
+            Some(namespace) => format!("kubernetes (namespace {namespace})"),
+            None => "kubernetes".into(),
+        },
+    };
+    serve(serve_options, source, shutdown).await
+}
+
+/// Fails unless `url` names a channel several processes can share: on Kubernetes every
+/// replica must see the same logs, which an embedded SQLite file or memory cannot give.
+fn shared_channel(url: &str) -> Result<(), ControllerError> {
+    let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+    match scheme {
+        "postgres" | "postgresql" | "nats" | "kafka" => Ok(()),
+        _ => Err(ControllerError::InvalidArgument {
+            what: "--channel",
+            reason: format!(
+                "{scheme}:// is not shared between processes; on Kubernetes use kafka://, \
+                 nats:// or postgres://"
+            ),
+        }),
+    }
+}
