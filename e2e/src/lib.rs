@@ -20,17 +20,21 @@
 //! - [`backend`]: [`Backend`], the real PostgreSQL, NATS and Kafka servers that
 //!   `e2e/services/` runs: their URLs from the environment, per-test channel URLs, stopping
 //!   and starting a server under a test.
+//! - [`cluster`]: [`Cluster`], the real Kubernetes API server `e2e/services/up kube` runs,
+//!   driven with `kubectl`; [`cluster::Role`], a `weft controller|ingress|dispatcher` process.
 //! - [`bench`]: `weft bench`: the load generator, receiver, baselines and the benchmark
 //!   suite that writes `BENCHMARKS.md`.
 
 pub mod backend;
 pub mod bench;
+pub mod cluster;
 pub mod manifest;
 pub mod producer;
 pub mod sink;
 pub mod weft;
 
 pub use backend::Backend;
+pub use cluster::Cluster;
 pub use manifest::{Delivery, broker, documents, trigger};
 pub use producer::{Producer, Sent, event};
 pub use sink::{Received, Reply, Sink};

@@ -76,7 +76,7 @@ pub struct TriggerStatus {
 
 /// Which build of the binary to look for next to the running executable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Profile {
+pub(crate) enum Profile {
     /// `target/debug/weft` (tests).
     Debug,
     /// `target/release/weft` (benchmarks).
@@ -86,7 +86,7 @@ enum Profile {
 /// Finds the `weft` binary: `$WEFT_BIN`, else `target/<profile>/weft` relative to this
 /// executable (`target/<profile>/deps/<test>-<hash>`). Panics with the command to run if
 /// it is absent.
-fn find_binary(profile: Profile) -> PathBuf {
+pub(crate) fn find_binary(profile: Profile) -> PathBuf {
     if let Some(bin) = std::env::var_os("WEFT_BIN") {
         return PathBuf::from(bin);
     }

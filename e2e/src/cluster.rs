@@ -1,0 +1,355 @@
+//! [`Cluster`]: the real Kubernetes API server that `e2e/services/up kube` runs (etcd and
+//! kube-apiserver on loopback, no kubelet), driven with `kubectl` as a user would; and
+//! [`Role`], one `weft controller`, `weft ingress` or `weft dispatcher` process pointed at it.
+//!
+//! A test finds the server through `WEFT_KUBECONFIG` (CI exports what `up kube` prints).
+//! Without it the test skips, unless `WEFT_REQUIRE_BACKENDS=1`. `kubectl` is taken from
+//! `WEFT_KUBECTL`, else from `bin/kubectl` beside the kubeconfig, else from `PATH`.
+//!
+//! With no kubelet, Pods never run and namespaces never finish terminating: the Weft roles
+//! run as local processes, and each test works in a namespace of its own that it leaves
+//! behind.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// The Kubernetes API server under test.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+}
+
+/// What one `kubectl` run did.
+#[derive(Debug)]
+pub struct Kubectl {
+    /// Whether it exited 0.
+    pub ok: bool,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr (errors, including admission rejections).
+    pub stderr: String,
+}
+
+impl Cluster {
+    /// The cluster from `WEFT_KUBECONFIG`, or `None` (printing why) when it is unset and
+    /// `WEFT_REQUIRE_BACKENDS` is not `1`.
+    pub fn from_env() -> Option<Cluster> {
+        let kubeconfig = match std::env::var("WEFT_KUBECONFIG") {
+            Ok(path) if !path.is_empty() => PathBuf::from(path),
+            _ if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => panic!(
+                "WEFT_REQUIRE_BACKENDS=1 but WEFT_KUBECONFIG is not set: start the API server \
+                 with `e2e/services/up kube` and export WEFT_KUBECONFIG=<the path it prints>"
+            ),
+            _ => {
+                println!(
+                    "skipped: WEFT_KUBECONFIG is not set (start the API server with \
+                     `e2e/services/up kube` and export the path it prints)"
+                );
+                return None;
+            }
+        };
+        let beside = kubeconfig
+            .parent()
+            .map(|dir| dir.join("bin/kubectl"))
+            .filter(|p| p.is_file());
+        let kubectl = std::env::var_os("WEFT_KUBECTL")
+            .map(PathBuf::from)
+            .or(beside)
+            .unwrap_or_else(|| PathBuf::from("kubectl"));
+        Some(Cluster {
+            kubeconfig,
+            kubectl,
+        })
+    }
+
+    /// The kubeconfig the Weft roles are given.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Runs `kubectl ARGS`, feeding `stdin` if given.
+    pub async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Kubectl {
+        let mut command = Command::new(&self.kubectl);
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.kubectl.display()));
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            pipe.write_all(input.as_bytes())
+                .await
+                .expect("write kubectl's stdin");
+            drop(pipe);
+        }
+        let output: Output =
+            tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+                .await
+                .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within 60 s"))
+                .expect("wait for kubectl");
+        Kubectl {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// `kubectl apply -f -` of `yaml`; panics with kubectl's message if it fails.
+    pub async fn apply(&self, yaml: &str) {
+        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml)).await;
+        assert!(out.ok, "kubectl apply failed: {}\n{yaml}", out.stderr);
+    }
+
+    /// `kubectl apply -f -` of `yaml`, returning what happened (for admission tests).
+    pub async fn try_apply(&self, yaml: &str) -> Kubectl {
+        self.kubectl(&["apply", "-f", "-"], Some(yaml)).await
+    }
+
+    /// Installs Weft's CRDs from `config/crds/` and waits until the API server serves them.
+    pub async fn install_crds(&self) {
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/crds");
+        let crds = crds.to_string_lossy().into_owned();
+        let out = self
+            .kubectl(
+                &["apply", "--server-side", "--force-conflicts", "-k", &crds],
+                None,
+            )
+            .await;
+        assert!(out.ok, "installing the CRDs failed: {}", out.stderr);
+        let out = self
+            .kubectl(
+                &[
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=60s",
+                    "crd/brokers.eventing.knative.dev",
+                    "crd/triggers.eventing.knative.dev",
+                ],
+                None,
+            )
+            .await;
+        assert!(
+            out.ok,
+            "the CRDs did not become established: {}",
+            out.stderr
+        );
+    }
+
+    /// Creates the namespace `name`.
+    pub async fn create_namespace(&self, name: &str) {
+        let out = self.kubectl(&["create", "namespace", name], None).await;
+        assert!(out.ok, "creating namespace {name} failed: {}", out.stderr);
+    }
+
+    /// The object as JSON, or `None` if it does not exist.
+    pub async fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let out = self
+            .kubectl(&["get", kind, name, "-n", namespace, "-o", "json"], None)
+            .await;
+        if !out.ok {
+            assert!(
+                out.stderr.contains("NotFound") || out.stderr.contains("not found"),
+                "kubectl get {kind} {namespace}/{name} failed: {}",
+                out.stderr
+            );
+            return None;
+        }
+        Some(serde_json::from_str(&out.stdout).expect("kubectl prints JSON"))
+    }
+
+    /// `kubectl delete KIND NAME -n NAMESPACE --wait=false`.
+    pub async fn delete(&self, kind: &str, namespace: &str, name: &str) {
+        let out = self
+            .kubectl(
+                &["delete", kind, name, "-n", namespace, "--wait=false"],
+                None,
+            )
+            .await;
+        assert!(
+            out.ok,
+            "kubectl delete {kind} {namespace}/{name} failed: {}",
+            out.stderr
+        );
+    }
+
+    /// Polls the object until `check` accepts it; panics after `timeout` with `what` and the
+    /// object's last state.
+    pub async fn wait_for(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(Option<&Value>) -> bool,
+    ) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let object = self.get(kind, namespace, name).await;
+            if check(object.as_ref()) {
+                return object;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{kind} {namespace}/{name}: {what} within {timeout:?}; last seen:\n{}",
+                object
+                    .map(|o| serde_json::to_string_pretty(&o).unwrap_or_default())
+                    .unwrap_or_else(|| "(absent)".into())
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The `status` and `reason` of condition `type_` of `object`.
+pub fn condition(object: &Value, type_: &str) -> Option<(String, String)> {
+    object
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// Whether `object` exists and its condition `type_` has status `True`.
+pub fn is_true(object: Option<&Value>, type_: &str) -> bool {
+    object
+        .and_then(|o| condition(o, type_))
+        .is_some_and(|(status, _)| status == "True")
+}
+
+/// One Weft role (`controller`, `ingress` or `dispatcher`) as a local process against the
+/// cluster; killed on drop, printing its log if the test is failing.
+pub struct Role {
+    name: String,
+    dir: TempDir,
+    child: Option<Child>,
+    addr: Option<SocketAddr>,
+}
+
+impl Role {
+    /// Starts `weft ROLE ARGS` with the cluster's kubeconfig on `127.0.0.1:0` and waits
+    /// until it is up: listening (ingress, dispatcher) or leading (controller).
+    pub async fn start(cluster: &Cluster, role: &str, args: &[String]) -> Role {
+        let bin = crate::weft::find_binary(crate::weft::Profile::Debug);
+        let dir = tempfile::Builder::new()
+            .prefix("weft-e2e-role-")
+            .tempdir()
+            .expect("a temp dir");
+        let log = std::fs::File::create(dir.path().join("weft.log")).expect("create the log");
+        let mut child = Command::new(&bin)
+            .arg(role)
+            .arg("--addr")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let mut role = Role {
+            name: role.to_string(),
+            dir,
+            child: None,
+            addr: None,
+        };
+        let started = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.ok().flatten() {
+                if let Some(addr) = line.strip_prefix("weft listening on http://") {
+                    return Some(addr.trim().parse::<SocketAddr>().ok());
+                }
+                if line.starts_with("weft controller leading") {
+                    return Some(None);
+                }
+            }
+            None
+        })
+        .await;
+        match started {
+            Ok(Some(addr)) => role.addr = addr,
+            Ok(None) => panic!(
+                "weft {} exited before it was up; log:\n{}",
+                role.name,
+                role.log()
+            ),
+            Err(_) => panic!(
+                "weft {} was not up within 60 s; log:\n{}",
+                role.name,
+                role.log()
+            ),
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        role.child = Some(child);
+        role
+    }
+
+    /// Where an ingress or dispatcher listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+            .unwrap_or_else(|| panic!("weft {} does not listen", self.name))
+    }
+
+    /// `http://ADDR` of an ingress or dispatcher.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub async fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill -9 weft");
+        }
+    }
+
+    /// What the process logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("weft.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- weft {} log -----\n{}\n----- end of weft {} log -----",
+                self.name,
+                self.log(),
+                self.name
+            );
+        }
+    }
+}

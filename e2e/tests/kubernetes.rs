@@ -1,0 +1,571 @@
+//! Weft on a real Kubernetes API server (`e2e/services/up kube`: etcd and kube-apiserver on
+//! loopback), driven with `kubectl` as a user would: the CRDs from `config/crds/` installed,
+//! Knative-style Brokers and Triggers applied, and `weft controller`, `weft ingress` and
+//! `weft dispatcher` running as local processes against it on PostgreSQL (no kubelet runs
+//! Pods here).
+//!
+//! Each test works in a namespace of its own, with its own three processes watching only that
+//! namespace and its own leader-election Lease there, so tests run in parallel. The
+//! controller is told the ingress's local URL (`--ingress-url`), so a Broker's
+//! `status.address.url` is where a test sends its events.
+//!
+//! Skipped without `WEFT_KUBECONFIG` and `WEFT_POSTGRES_URL`, unless
+//! `WEFT_REQUIRE_BACKENDS=1`. Run with `cargo build --bin weft && cargo test -p weft-e2e
+//! --test kubernetes`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+use weft_e2e::backend::unique_name;
+use weft_e2e::cluster::{Role, condition, is_true};
+use weft_e2e::{Backend, Cluster, Producer, Sink, broker, event, secs, trigger};
+
+const CLASS: &str = "eventing.knative.dev/broker.class";
+/// How long the controller may take to write a status.
+const STATUS: Duration = Duration::from_secs(30);
+
+/// One test's cluster namespace, sink and Weft processes.
+struct Env {
+    cluster: Cluster,
+    namespace: String,
+    postgres: String,
+    channel: String,
+    sink: Sink,
+    ingress: Role,
+    _dispatcher: Role,
+    controller: Role,
+}
+
+static CRDS: OnceCell<()> = OnceCell::const_new();
+
+impl Env {
+    async fn start() -> Option<Env> {
+        let cluster = Cluster::from_env()?;
+        let postgres = Backend::Postgres.url()?;
+        CRDS.get_or_init(|| cluster.install_crds()).await;
+        let namespace = unique_name();
+        cluster.create_namespace(&namespace).await;
+        let channel = Backend::Postgres.channel_url(&postgres, &namespace);
+        let sink = Sink::start().await;
+        let args = Self::args(&channel, &namespace);
+        let ingress = Role::start(&cluster, "ingress", &args).await;
+        let dispatcher = Role::start(&cluster, "dispatcher", &args).await;
+        let controller = Self::controller(&cluster, &channel, &namespace, &ingress).await;
+        Some(Env {
+            cluster,
+            namespace,
+            postgres,
+            channel,
+            sink,
+            ingress,
+            _dispatcher: dispatcher,
+            controller,
+        })
+    }
+
+    fn args(channel: &str, namespace: &str) -> Vec<String> {
+        ["--channel", channel, "--namespace", namespace]
+            .map(String::from)
+            .to_vec()
+    }
+
+    async fn controller(cluster: &Cluster, channel: &str, namespace: &str, ingress: &Role) -> Role {
+        let mut args = Self::args(channel, namespace);
+        args.extend(
+            [
+                "--ingress-url",
+                &ingress.base_url(),
+                "--lease-namespace",
+                namespace,
+                "--lease-seconds",
+                "4",
+            ]
+            .map(String::from),
+        );
+        Role::start(cluster, "controller", &args).await
+    }
+
+    fn weft_broker(&self, name: &str) -> String {
+        broker(name)
+            .namespace(&self.namespace)
+            .annotation(CLASS, "Weft")
+            .to_string()
+    }
+
+    fn trigger_to(&self, name: &str, broker: &str, path: &str) -> String {
+        trigger(name)
+            .namespace(&self.namespace)
+            .broker(broker)
+            .subscriber(self.sink.url(path))
+            .to_string()
+    }
+
+    async fn wait_ready(&self, kind: &str, name: &str) -> Value {
+        self.cluster
+            .wait_for(kind, &self.namespace, name, "Ready=True", STATUS, |o| {
+                is_true(o, "Ready")
+            })
+            .await
+            .expect("a ready object exists")
+    }
+
+    async fn wait_gone(&self, kind: &str, name: &str) {
+        self.cluster
+            .wait_for(kind, &self.namespace, name, "gone", STATUS, |o| o.is_none())
+            .await;
+    }
+
+    /// POSTs one event to `url` until the ingress takes it (it learns of a new Broker
+    /// from its watch, a moment after the controller); returns the event's id.
+    async fn send(&self, url: &str, ty: &str) -> String {
+        let producer = Producer::new();
+        let deadline = Instant::now() + STATUS;
+        let event = event(ty).build();
+        loop {
+            let sent = producer
+                .send(url, &event)
+                .await
+                .expect("the ingress answers");
+            if sent.status == 202 {
+                return event.id().to_string();
+            }
+            assert!(
+                sent.status == 404 && Instant::now() < deadline,
+                "POST {url} answered {} {}",
+                sent.status,
+                sent.body
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the sink got the event `id` at `path`.
+    async fn wait_delivered(&self, path: &str, id: &str) {
+        let got = self
+            .sink
+            .try_wait_until(secs(30), |requests| {
+                requests.iter().any(|r| r.path == path && r.id() == id)
+            })
+            .await
+            .is_some();
+        assert!(
+            got,
+            "event {id} did not reach {path}; the sink got {:?}",
+            self.sink
+                .requests()
+                .iter()
+                .map(|r| (r.path.clone(), r.id().to_string()))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    /// `SELECT count(*)` of rows of `table` for the object `name` in this namespace, in the
+    /// PostgreSQL channel's own tables, read with psql.
+    async fn rows(&self, table: &str, name: &str) -> u64 {
+        let query = format!(
+            "SELECT count(*) FROM {table} WHERE namespace = '{}' AND name = '{name}'",
+            self.namespace
+        );
+        let out = tokio::process::Command::new("psql")
+            .args([self.postgres.as_str(), "-tAc", &query])
+            .output()
+            .await
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a count")
+    }
+}
+
+fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn broker_and_trigger_become_ready_and_deliver_through_the_broker_address() {
+    let Some(env) = Env::start().await else {
+        return;
+    };
+    env.cluster.apply(&env.weft_broker("default")).await;
+    env.cluster
+        .apply(&env.trigger_to("orders", "default", "/orders"))
+        .await;
+
+    let broker = env.wait_ready("broker", "default").await;
+    let address = format!("{}/{}/default", env.ingress.base_url(), env.namespace);
+    assert_eq!(text(&broker, "/status/address/url"), address);
+    assert_eq!(
+        broker.pointer("/status/observedGeneration"),
+        broker.pointer("/metadata/generation")
+    );
+    for ready in [
+        "Addressable",
+        "TriggerChannelReady",
+        "DeadLetterSinkResolved",
+    ] {
+        assert!(is_true(Some(&broker), ready), "broker {ready}: {broker:#}");
+    }
+    assert!(
+        broker["metadata"]["finalizers"]
+            .to_string()
+            .contains("eventing.weft.dev/storage"),
+        "the broker carries Weft's finalizer: {broker:#}"
+    );
+
+    let trigger = env.wait_ready("trigger", "orders").await;
+    assert_eq!(
+        text(&trigger, "/status/subscriberUri"),
+        env.sink.url("/orders")
+    );
+    for ready in ["BrokerReady", "SubscriberResolved", "SubscriptionReady"] {
+        assert!(
+            is_true(Some(&trigger), ready),
+            "trigger {ready}: {trigger:#}"
+        );
+    }
+
+    // What `kubectl get` shows, through the CRDs' printer columns.
+    let listed = env
+        .cluster
+        .kubectl(&["get", "brokers,triggers", "-n", &env.namespace], None)
+        .await;
+    assert!(listed.ok, "{}", listed.stderr);
+    assert!(
+        listed.stdout.contains(&address),
+        "kubectl get shows the URL:\n{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains("True"),
+        "kubectl get shows Ready:\n{}",
+        listed.stdout
+    );
+
+    let id = env.send(&address, "com.example.order").await;
+    env.wait_delivered("/orders", &id).await;
+}
+
+#[tokio::test]
+async fn a_trigger_created_before_its_broker_waits_then_delivers() {
+    let Some(env) = Env::start().await else {
+        return;
+    };
+    env.cluster
+        .apply(&env.trigger_to("early", "late", "/early"))
+        .await;
+    let trigger = env
+        .cluster
+        .wait_for(
+            "trigger",
+            &env.namespace,
+            "early",
+            "Ready=False BrokerDoesNotExist",
+            STATUS,
+            |o| {
+                o.and_then(|o| condition(o, "Ready"))
+                    .is_some_and(|(s, r)| s == "False" && r == "BrokerDoesNotExist")
+            },
+        )
+        .await
+        .expect("the trigger exists");
+    assert_eq!(
+        condition(&trigger, "BrokerReady"),
+        Some(("False".into(), "BrokerDoesNotExist".into()))
+    );
+
+    env.cluster.apply(&env.weft_broker("late")).await;
+    let broker = env.wait_ready("broker", "late").await;
+    env.wait_ready("trigger", "early").await;
+    let id = env
+        .send(text(&broker, "/status/address/url"), "com.example.late")
+        .await;
+    env.wait_delivered("/early", &id).await;
+}
+
+#[tokio::test]
+async fn refs_resolve_to_urls_and_what_weft_cannot_serve_is_not_ready_with_a_reason() {
+    let Some(env) = Env::start().await else {
+        return;
+    };
+    let ns = &env.namespace;
+    env.cluster.apply(&env.weft_broker("default")).await;
+    let service = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\n\
+             spec:\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+        )
+    };
+    let by_ref = |trigger: &str, service: &str, uri: &str| {
+        format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {trigger}\n  \
+             namespace: {ns}\nspec:\n  broker: default\n  subscriber:\n    ref:\n      \
+             apiVersion: v1\n      kind: Service\n      name: {service}\n    uri: {uri}\n"
+        )
+    };
+    env.cluster.apply(&service("sink")).await;
+    env.cluster
+        .apply(&by_ref("to-service", "sink", "/events"))
+        .await;
+    env.cluster
+        .apply(&by_ref("to-nothing", "absent", "/"))
+        .await;
+    let bad_sql = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: bad-sql\n  \
+         namespace: {ns}\nspec:\n  broker: default\n  filters:\n  - cesql: \"type = \"\n  \
+         subscriber:\n    uri: {}\n",
+        env.sink.url("/never")
+    );
+    env.cluster.apply(&bad_sql).await;
+
+    let resolved = env.wait_ready("trigger", "to-service").await;
+    assert_eq!(
+        text(&resolved, "/status/subscriberUri"),
+        format!("http://sink.{ns}.svc.cluster.local/events")
+    );
+
+    let unresolved = env
+        .cluster
+        .wait_for(
+            "trigger",
+            ns,
+            "to-nothing",
+            "SubscriberResolved=False",
+            STATUS,
+            |o| {
+                o.and_then(|o| condition(o, "SubscriberResolved"))
+                    .is_some_and(|(s, _)| s == "False")
+            },
+        )
+        .await
+        .expect("the trigger exists");
+    assert_eq!(
+        condition(&unresolved, "Ready"),
+        Some(("False".into(), "SubscriberResolveFailed".into())),
+        "{unresolved:#}"
+    );
+    let message = unresolved["status"]["conditions"].to_string();
+    assert!(
+        message.contains("absent"),
+        "the message names the missing Service: {message}"
+    );
+
+    let invalid = env
+        .cluster
+        .wait_for(
+            "trigger",
+            ns,
+            "bad-sql",
+            "Ready=False InvalidTrigger",
+            STATUS,
+            |o| {
+                o.and_then(|o| condition(o, "Ready"))
+                    .is_some_and(|(s, r)| s == "False" && r == "InvalidTrigger")
+            },
+        )
+        .await
+        .expect("the trigger exists");
+    let message = invalid["status"]["conditions"].to_string();
+    assert!(
+        message.contains("cesql"),
+        "the message names the filter: {message}"
+    );
+
+    // The Service appears: the trigger recovers by itself.
+    env.cluster.apply(&service("absent")).await;
+    let recovered = env.wait_ready("trigger", "to-nothing").await;
+    assert_eq!(
+        text(&recovered, "/status/subscriberUri"),
+        format!("http://absent.{ns}.svc.cluster.local/")
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_trigger_or_broker_removes_its_storage() {
+    let Some(env) = Env::start().await else {
+        return;
+    };
+    env.cluster.apply(&env.weft_broker("default")).await;
+    env.cluster
+        .apply(&env.trigger_to("doomed", "default", "/doomed"))
+        .await;
+    let broker = env.wait_ready("broker", "default").await;
+    env.wait_ready("trigger", "doomed").await;
+    let id = env
+        .send(text(&broker, "/status/address/url"), "com.example.x")
+        .await;
+    env.wait_delivered("/doomed", &id).await;
+    assert_eq!(
+        env.rows("weft_brokers", "default").await,
+        1,
+        "the broker has a log"
+    );
+    assert_eq!(
+        env.rows("weft_cursors", "doomed").await,
+        1,
+        "the trigger has a cursor"
+    );
+
+    env.cluster
+        .delete("trigger", &env.namespace, "doomed")
+        .await;
+    env.wait_gone("trigger", "doomed").await;
+    assert_eq!(
+        env.rows("weft_cursors", "doomed").await,
+        0,
+        "the cursor is deleted"
+    );
+
+    env.cluster
+        .delete("broker", &env.namespace, "default")
+        .await;
+    env.wait_gone("broker", "default").await;
+    assert_eq!(
+        env.rows("weft_brokers", "default").await,
+        0,
+        "the log is deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_controller_catches_up_while_the_data_plane_keeps_delivering() {
+    let Some(mut env) = Env::start().await else {
+        return;
+    };
+    env.cluster.apply(&env.weft_broker("default")).await;
+    env.cluster
+        .apply(&env.trigger_to("first", "default", "/first"))
+        .await;
+    let broker = env.wait_ready("broker", "default").await;
+    env.wait_ready("trigger", "first").await;
+    let address = text(&broker, "/status/address/url").to_string();
+
+    env.controller.kill_9().await;
+    let id = env.send(&address, "com.example.while-down").await;
+    env.wait_delivered("/first", &id).await;
+    env.cluster
+        .apply(&env.trigger_to("second", "default", "/second"))
+        .await;
+    tokio::time::sleep(secs(2)).await;
+    let waiting = env
+        .cluster
+        .get("trigger", &env.namespace, "second")
+        .await
+        .expect("the trigger exists");
+    assert!(
+        waiting.pointer("/status/conditions").is_none(),
+        "no controller runs, so no status: {waiting:#}"
+    );
+
+    // A new replica takes the lease over once the dead one's expires, and catches up.
+    env.controller =
+        Env::controller(&env.cluster, &env.channel, &env.namespace, &env.ingress).await;
+    env.wait_ready("trigger", "second").await;
+    let id = env.send(&address, "com.example.after").await;
+    env.wait_delivered("/first", &id).await;
+    env.wait_delivered("/second", &id).await;
+}
+
+#[tokio::test]
+async fn brokers_of_other_classes_are_left_alone() {
+    let Some(env) = Env::start().await else {
+        return;
+    };
+    let other = broker("theirs")
+        .namespace(&env.namespace)
+        .annotation(CLASS, "MTChannelBasedBroker")
+        .to_string();
+    env.cluster.apply(&other).await;
+    env.cluster
+        .apply(&env.trigger_to("on-theirs", "theirs", "/theirs"))
+        .await;
+    // Weft's own broker, applied after, is the sign the controller has seen both.
+    env.cluster.apply(&env.weft_broker("ours")).await;
+    env.wait_ready("broker", "ours").await;
+    tokio::time::sleep(secs(2)).await;
+
+    let theirs = env
+        .cluster
+        .get("broker", &env.namespace, "theirs")
+        .await
+        .expect("the broker exists");
+    assert!(
+        theirs.get("status").is_none(),
+        "no status on another class's broker: {theirs:#}"
+    );
+    assert!(
+        theirs["metadata"].get("finalizers").is_none(),
+        "no finalizer on another class's broker: {theirs:#}"
+    );
+    let on_theirs = env
+        .cluster
+        .get("trigger", &env.namespace, "on-theirs")
+        .await
+        .expect("the trigger exists");
+    assert!(
+        on_theirs.get("status").is_none(),
+        "no status on its trigger: {on_theirs:#}"
+    );
+    let sent = Producer::new()
+        .send(
+            &format!("{}/{}/theirs", env.ingress.base_url(), env.namespace),
+            &event("x").build(),
+        )
+        .await
+        .expect("the ingress answers");
+    assert_eq!(
+        sent.status, 404,
+        "the ingress does not serve another class's broker"
+    );
+}
+
+#[tokio::test]
+async fn the_api_server_rejects_what_knative_rejects() {
+    let Some(env) = Env::start().await else {
+        return;
+    };
+    let ns = &env.namespace;
+    let two_dialects = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: two\n  \
+         namespace: {ns}\nspec:\n  broker: default\n  filters:\n  - exact:\n      type: a\n    \
+         prefix:\n      type: b\n  subscriber:\n    uri: http://example.com/\n"
+    );
+    let out = env.cluster.try_apply(&two_dialects).await;
+    assert!(!out.ok, "a filter with two dialects is rejected");
+    assert!(
+        out.stderr.contains("filters"),
+        "the error names the field: {}",
+        out.stderr
+    );
+
+    let no_subscriber = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: nowhere\n  \
+         namespace: {ns}\nspec:\n  broker: default\n  subscriber: {{}}\n"
+    );
+    let out = env.cluster.try_apply(&no_subscriber).await;
+    assert!(!out.ok, "a subscriber without ref or uri is rejected");
+
+    env.cluster
+        .apply(&env.trigger_to("moving", "default", "/m"))
+        .await;
+    let out = env
+        .cluster
+        .try_apply(&env.trigger_to("moving", "other", "/m"))
+        .await;
+    assert!(!out.ok, "spec.broker is immutable");
+    assert!(
+        out.stderr.contains("mmutable"),
+        "the error says why: {}",
+        out.stderr
+    );
+}
