@@ -14,10 +14,9 @@
 //!   that reaches disk: with replication 1 a record survives a crash of Kafka's process
 //!   but not of its machine before the page cache is flushed.
 //! - **Group commit**: appends from concurrent requests share produce requests:
-//!   librdkafka batches whatever is queued while earlier requests are in flight, and
-//!   waits up to `linger_ms` (default 0.5 ms) for more. That wait is a timer in front of
-//!   a lone event, which Weft otherwise avoids; here it halves the CPU per event under
-//!   load, and `linger_ms=0` turns it off.
+//!   librdkafka batches whatever is queued while earlier requests are in flight. No timer
+//!   waits for more by default (`linger_ms=0`), so a lone event is sent at once;
+//!   `linger_ms` can add such a wait.
 //! - **Bounded failure**: when Kafka cannot take records, `append` fails after at most
 //!   `timeout_ms` with [`ChannelError::Unavailable`] (the ingress answers 503, never
 //!   202); librdkafka reconnects by itself and later appends succeed again. A failed
