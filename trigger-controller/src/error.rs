@@ -67,10 +67,4 @@ pub enum ControllerError {
         #[source]
         source: weft_channels::ChannelError,
     },
-    /// Another controller replica took over the leader-election Lease.
-    #[error("lost the leader-election lease {lease}; exiting so a new candidate can start")]
-    LeaseLost {
-        /// The Lease's name.
-        lease: String,
-    },
 }

@@ -13,7 +13,8 @@
 //! Every object's status carries `observedGeneration`, and is written only when it changed.
 //!
 //! Only the replica holding the `weft-controller` Lease reconciles; one that loses the lease
-//! exits, to be restarted as a candidate.
+//! (say, the API server was unreachable for longer than the lease lasts) stops reconciling at
+//! once and stands for election again.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -108,30 +109,33 @@ pub async fn run_controller(
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), &options.lease_namespace);
     let candidate = Candidate::new(leases, LEASE_NAME, &options.identity, options.lease.clone());
+    let channel = weft_channels::open(&options.channel, ChannelOptions::default())
+        .await
+        .map_err(|source| ControllerError::Channel {
+            url: crate::serve::redact(&options.channel),
+            source,
+        })?;
+    let context = Arc::new(Context {
+        client: client.clone(),
+        channel,
+        options: options.clone(),
+    });
     let work = async {
-        let mut leading = candidate.lead().await;
-        let channel = weft_channels::open(&options.channel, ChannelOptions::default())
-            .await
-            .map_err(|source| ControllerError::Channel {
-                url: crate::serve::redact(&options.channel),
-                source,
-            })?;
-        let context = Arc::new(Context {
-            client: client.clone(),
-            channel,
-            options: options.clone(),
-        });
-        println!("weft controller leading as {}", options.identity);
-        tokio::select! {
-            () = reconcile_all(context) => Ok(()),
-            _ = leading.wait_for(|leading| !leading) => Err(ControllerError::LeaseLost {
-                lease: LEASE_NAME.to_string(),
-            }),
+        loop {
+            let mut leading = candidate.lead().await;
+            println!("weft controller leading as {}", options.identity);
+            tokio::select! {
+                () = reconcile_all(context.clone()) => return,
+                _ = leading.wait_for(|leading| !leading) => {
+                    // Stop reconciling at once; stand for election again.
+                    tracing::warn!(identity = %options.identity, "lost the lease; standing by");
+                }
+            }
         }
     };
     tokio::select! {
         served = server => served.map_err(|source| ControllerError::Io { what: "health server failed".into(), source }),
-        worked = work => worked,
+        () = work => Ok(()),
     }
 }
 

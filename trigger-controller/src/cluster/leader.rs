@@ -35,6 +35,7 @@ impl Default for LeaseTiming {
 }
 
 /// One candidate for the lease `name` in the namespace of `api`.
+#[derive(Clone)]
 pub struct Candidate {
     api: Api<Lease>,
     name: String,
@@ -62,8 +63,9 @@ impl Candidate {
 
     /// Waits until this candidate leads, then keeps the lease renewed in a background task.
     /// The receiver turns `false` for good once the lease is lost (renewals failed for the
-    /// whole lease duration, or another holder took it): the caller must stop leading.
-    pub async fn lead(self) -> watch::Receiver<bool> {
+    /// whole lease duration, or another holder took it): the caller must stop leading, and
+    /// may call `lead` again to stand for election anew.
+    pub async fn lead(&self) -> watch::Receiver<bool> {
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(Outcome::Leading) => break,
@@ -76,23 +78,27 @@ impl Candidate {
         }
         tracing::info!(lease = %self.name, identity = %self.identity, "leading");
         let (tx, rx) = watch::channel(true);
+        let this = self.clone();
         tokio::spawn(async move {
             let mut last_renewed = tokio::time::Instant::now();
             loop {
-                tokio::time::sleep(self.timing.retry).await;
-                match self.try_acquire_or_renew().await {
+                tokio::time::sleep(this.timing.retry).await;
+                if tx.is_closed() {
+                    return; // the caller stopped leading on its own
+                }
+                match this.try_acquire_or_renew().await {
                     Ok(Outcome::Leading) => last_renewed = tokio::time::Instant::now(),
                     Ok(Outcome::Following) => break,
                     Err(e) => {
-                        tracing::warn!(lease = %self.name, error = %e, "cannot renew the lease");
+                        tracing::warn!(lease = %this.name, error = %e, "cannot renew the lease");
                         // Give up before a successor may take over.
-                        if last_renewed.elapsed() + self.timing.retry >= self.timing.duration {
+                        if last_renewed.elapsed() + this.timing.retry >= this.timing.duration {
                             break;
                         }
                     }
                 }
             }
-            tracing::error!(lease = %self.name, identity = %self.identity, "lost the lease");
+            tracing::error!(lease = %this.name, identity = %this.identity, "lost the lease");
             let _ = tx.send(false);
         });
         rx

@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use tokio::sync::Notify;
@@ -29,6 +30,10 @@ use crate::state::StateSource;
 
 /// Changes closer together than this make one snapshot.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// The longest wait between two attempts to watch again. kube-runtime's default (30 s,
+/// kind to a struggling API server) would leave a replica blind for that long after a
+/// short outage; a replica's watch is two cheap requests.
+const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// Brokers and Triggers from the Kubernetes API.
 pub struct KubeSource {
@@ -127,8 +132,17 @@ where
     };
     let (reader, writer) = reflector::store();
     let changed = changed.clone();
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(MAX_RETRY)
+        .with_jitter()
+        .without_max_times();
+    let backoff = ResetTimerBackoff::new(
+        watcher::ExponentialBackoff::from(backoff),
+        Duration::from_secs(60),
+    );
     let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).backoff(backoff);
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
