@@ -196,7 +196,7 @@ pub fn unique_name() -> String {
 }
 
 /// `e2e/services/services`, next to this crate.
-fn services_script() -> PathBuf {
+pub(crate) fn services_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("services/services")
 }
 
@@ -216,7 +216,7 @@ async fn services(args: &[&str]) -> Output {
 }
 
 /// Runs `e2e/services/services ARGS…` and panics, with its output, unless it succeeds.
-async fn run_services(args: &[&str]) {
+pub(crate) async fn run_services(args: &[&str]) {
     let out = services(args).await;
     assert!(
         out.status.success(),

@@ -154,6 +154,14 @@ impl Cluster {
         );
     }
 
+    /// Kills the API server and etcd (`e2e/services/stop --kill kube`, like a crash; etcd
+    /// keeps its data). The returned [`ApiOutage`] starts them again, on drop at the latest.
+    pub async fn kill_api_server(&self) -> ApiOutage {
+        let outage = ApiOutage { down: true };
+        crate::backend::run_services(&["stop", "--kill", "kube"]).await;
+        outage
+    }
+
     /// Creates the namespace `name`.
     pub async fn create_namespace(&self, name: &str) {
         let out = self.kubectl(&["create", "namespace", name], None).await;
@@ -216,6 +224,32 @@ impl Cluster {
                     .unwrap_or_else(|| "(absent)".into())
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The API server killed by [`Cluster::kill_api_server`].
+#[must_use = "the API server stays down until the outage is started (or dropped)"]
+pub struct ApiOutage {
+    down: bool,
+}
+
+impl ApiOutage {
+    /// Starts the API server again (`e2e/services/start kube`) and returns once it is ready.
+    pub async fn start(mut self) {
+        self.down = false;
+        crate::backend::run_services(&["start", "kube"]).await;
+    }
+}
+
+impl Drop for ApiOutage {
+    fn drop(&mut self) {
+        if self.down {
+            eprintln!("bringing the API server back up after a failed test");
+            let _ = std::process::Command::new(crate::backend::services_script())
+                .args(["start", "kube"])
+                .stdout(Stdio::null())
+                .status();
         }
     }
 }

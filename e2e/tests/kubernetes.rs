@@ -5,7 +5,8 @@
 //! Pods here).
 //!
 //! Each test works in a namespace of its own, with its own three processes watching only that
-//! namespace and its own leader-election Lease there, so tests run in parallel. The
+//! namespace and its own leader-election Lease there, so tests run in parallel; the one that
+//! stops the API server runs alone ([`API_SERVER`]). The
 //! controller is told the ingress's local URL (`--ingress-url`), so a Broker's
 //! `status.address.url` is where a test sends its events.
 //!
@@ -16,7 +17,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::time::Instant;
 use weft_e2e::backend::unique_name;
 use weft_e2e::cluster::{Role, condition, is_true};
@@ -26,8 +27,18 @@ const CLASS: &str = "eventing.knative.dev/broker.class";
 /// How long the controller may take to write a status.
 const STATUS: Duration = Duration::from_secs(30);
 
+/// Held shared by every test, and exclusively by the one that stops the API server.
+static API_SERVER: RwLock<()> = RwLock::const_new(());
+
+/// A test's hold on [`API_SERVER`], released when the test ends.
+enum Hold {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
 /// One test's cluster namespace, sink and Weft processes.
 struct Env {
+    _hold: Hold,
     cluster: Cluster,
     namespace: String,
     postgres: String,
@@ -42,6 +53,15 @@ static CRDS: OnceCell<()> = OnceCell::const_new();
 
 impl Env {
     async fn start() -> Option<Env> {
+        Self::start_holding(Hold::Shared(API_SERVER.read().await)).await
+    }
+
+    /// For a test that stops the API server: no other test runs meanwhile.
+    async fn start_alone() -> Option<Env> {
+        Self::start_holding(Hold::Alone(API_SERVER.write().await)).await
+    }
+
+    async fn start_holding(hold: Hold) -> Option<Env> {
         let cluster = Cluster::from_env()?;
         let postgres = Backend::Postgres.url()?;
         CRDS.get_or_init(|| cluster.install_crds()).await;
@@ -54,6 +74,7 @@ impl Env {
         let dispatcher = Role::start(&cluster, "dispatcher", &args).await;
         let controller = Self::controller(&cluster, &channel, &namespace, &ingress).await;
         Some(Env {
+            _hold: hold,
             cluster,
             namespace,
             postgres,
@@ -138,6 +159,41 @@ impl Env {
                 sent.body
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until a dispatcher runs the trigger whose subscriber is `path`. A trigger
+    /// starts at the end of the log once a dispatcher replica has seen it ready, which is
+    /// moments after its status says so (longer after an API server outage, while the
+    /// replicas' watches catch up): probes go to `address` until one arrives.
+    async fn started(&self, address: &str, path: &str) {
+        let producer = Producer::new();
+        let deadline = Instant::now() + STATUS;
+        loop {
+            let probe = event("com.example.probe").build();
+            let sent = producer
+                .send(address, &probe)
+                .await
+                .expect("the ingress answers");
+            if sent.status == 202
+                && self
+                    .sink
+                    .try_wait_until(Duration::from_millis(500), |requests| {
+                        requests
+                            .iter()
+                            .any(|r| r.path == path && r.id() == probe.id())
+                    })
+                    .await
+                    .is_some()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no probe reached {path} within {STATUS:?} (last answer {} {})",
+                sent.status,
+                sent.body
+            );
         }
     }
 
@@ -252,6 +308,7 @@ async fn broker_and_trigger_become_ready_and_deliver_through_the_broker_address(
         listed.stdout
     );
 
+    env.started(&address, "/orders").await;
     let id = env.send(&address, "com.example.order").await;
     env.wait_delivered("/orders", &id).await;
 }
@@ -287,9 +344,9 @@ async fn a_trigger_created_before_its_broker_waits_then_delivers() {
     env.cluster.apply(&env.weft_broker("late")).await;
     let broker = env.wait_ready("broker", "late").await;
     env.wait_ready("trigger", "early").await;
-    let id = env
-        .send(text(&broker, "/status/address/url"), "com.example.late")
-        .await;
+    let address = text(&broker, "/status/address/url");
+    env.started(address, "/early").await;
+    let id = env.send(address, "com.example.late").await;
     env.wait_delivered("/early", &id).await;
 }
 
@@ -401,9 +458,9 @@ async fn deleting_a_trigger_or_broker_removes_its_storage() {
         .await;
     let broker = env.wait_ready("broker", "default").await;
     env.wait_ready("trigger", "doomed").await;
-    let id = env
-        .send(text(&broker, "/status/address/url"), "com.example.x")
-        .await;
+    let address = text(&broker, "/status/address/url");
+    env.started(address, "/doomed").await;
+    let id = env.send(address, "com.example.x").await;
     env.wait_delivered("/doomed", &id).await;
     assert_eq!(
         env.rows("weft_brokers", "default").await,
@@ -449,6 +506,7 @@ async fn a_restarted_controller_catches_up_while_the_data_plane_keeps_delivering
     let broker = env.wait_ready("broker", "default").await;
     env.wait_ready("trigger", "first").await;
     let address = text(&broker, "/status/address/url").to_string();
+    env.started(&address, "/first").await;
 
     env.controller.kill_9().await;
     let id = env.send(&address, "com.example.while-down").await;
@@ -471,6 +529,7 @@ async fn a_restarted_controller_catches_up_while_the_data_plane_keeps_delivering
     env.controller =
         Env::controller(&env.cluster, &env.channel, &env.namespace, &env.ingress).await;
     env.wait_ready("trigger", "second").await;
+    env.started(&address, "/second").await;
     let id = env.send(&address, "com.example.after").await;
     env.wait_delivered("/first", &id).await;
     env.wait_delivered("/second", &id).await;
@@ -568,4 +627,50 @@ async fn the_api_server_rejects_what_knative_rejects() {
         "the error says why: {}",
         out.stderr
     );
+}
+
+#[tokio::test]
+async fn the_data_plane_keeps_delivering_while_the_api_server_is_down() {
+    let Some(env) = Env::start_alone().await else {
+        return;
+    };
+    env.cluster.apply(&env.weft_broker("default")).await;
+    env.cluster
+        .apply(&env.trigger_to("first", "default", "/first"))
+        .await;
+    let broker = env.wait_ready("broker", "default").await;
+    env.wait_ready("trigger", "first").await;
+    let address = text(&broker, "/status/address/url").to_string();
+    env.started(&address, "/first").await;
+    let id = env.send(&address, "com.example.before").await;
+    env.wait_delivered("/first", &id).await;
+
+    let outage = env.cluster.kill_api_server().await;
+    let producer = Producer::new();
+    for n in 0..3 {
+        let event = event("com.example.during").build();
+        let sent = producer
+            .send(&address, &event)
+            .await
+            .expect("the ingress answers");
+        assert_eq!(
+            sent.status, 202,
+            "event {n} while the API server is down: {}",
+            sent.body
+        );
+        env.wait_delivered("/first", event.id()).await;
+    }
+    // Longer than the controller's 4 s lease: it loses the lease and stands by.
+    tokio::time::sleep(secs(6)).await;
+    outage.start().await;
+
+    // Everyone reconnects by themselves: a new trigger gets ready and receives events.
+    env.cluster
+        .apply(&env.trigger_to("after", "default", "/after"))
+        .await;
+    env.wait_ready("trigger", "after").await;
+    env.started(&address, "/after").await;
+    let id = env.send(&address, "com.example.after").await;
+    env.wait_delivered("/after", &id).await;
+    env.wait_delivered("/first", &id).await;
 }
