@@ -123,3 +123,46 @@ fn shared_channel(url: &str) -> Result<(), ControllerError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use weft_config::crd::BrokerResource;
+    use weft_config::manifest::BrokerSpec;
+
+    use super::*;
+
+    fn broker(class: Option<&str>) -> BrokerResource {
+        let mut broker = BrokerResource::new("b", BrokerSpec::default());
+        if let Some(class) = class {
+            broker.metadata.annotations =
+                Some([(BROKER_CLASS_ANNOTATION.to_string(), class.to_string())].into());
+        }
+        broker
+    }
+
+    #[test]
+    fn weft_serves_its_class_and_classless_brokers_only_when_it_is_the_default() {
+        let only_weft = BrokerClass::default();
+        let default = BrokerClass {
+            default_class: true,
+        };
+        assert!(only_weft.serves(&broker(Some("Weft"))));
+        assert!(!only_weft.serves(&broker(None)));
+        assert!(!only_weft.serves(&broker(Some(""))));
+        assert!(default.serves(&broker(None)));
+        assert!(default.serves(&broker(Some(""))));
+        assert!(!default.serves(&broker(Some("MTChannelBasedBroker"))));
+        assert!(!default.serves(&broker(Some("weft"))), "classes are case-sensitive");
+    }
+
+    #[test]
+    fn only_shared_channels_serve_several_replicas() {
+        for url in ["kafka://k:9092", "nats://n:4222", "postgres://p/db"] {
+            assert!(shared_channel(url).is_ok(), "{url}");
+        }
+        for url in ["sqlite:///tmp/w.db", "memory://"] {
+            let error = shared_channel(url).unwrap_err().to_string();
+            assert!(error.contains("not shared"), "{url}: {error}");
+        }
+    }
+}
