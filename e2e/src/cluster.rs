@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -283,12 +284,33 @@ pub struct Role {
     dir: TempDir,
     child: Option<Child>,
     addr: Option<SocketAddr>,
+    /// Every line the process printed on stdout.
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Role {
     /// Starts `weft ROLE ARGS` with the cluster's kubeconfig on `127.0.0.1:0` and waits
     /// until it is up: listening (ingress, dispatcher) or leading (controller).
     pub async fn start(cluster: &Cluster, role: &str, args: &[String]) -> Role {
+        Self::start_until(cluster, role, args, "weft controller leading").await
+    }
+
+    /// Starts a controller that may not lead (another holds the lease): returns once it
+    /// stands by as a candidate.
+    pub async fn start_candidate(cluster: &Cluster, args: &[String]) -> Role {
+        Self::start_until(cluster, "controller", args, "weft controller standing by").await
+    }
+
+    /// Whether a controller has printed that it leads.
+    pub fn has_led(&self) -> bool {
+        self.stdout.lock().is_ok_and(|lines| {
+            lines
+                .iter()
+                .any(|l| l.starts_with("weft controller leading"))
+        })
+    }
+
+    async fn start_until(cluster: &Cluster, role: &str, args: &[String], up: &str) -> Role {
         let bin = crate::weft::find_binary(crate::weft::Profile::Debug);
         let dir = tempfile::Builder::new()
             .prefix("weft-e2e-role-")
@@ -317,13 +339,18 @@ impl Role {
             dir,
             child: None,
             addr: None,
+            stdout: Arc::default(),
         };
+        let stdout = role.stdout.clone();
         let started = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await.ok().flatten() {
+                if let Ok(mut seen) = stdout.lock() {
+                    seen.push(line.clone());
+                }
                 if let Some(addr) = line.strip_prefix("weft listening on http://") {
                     return Some(addr.trim().parse::<SocketAddr>().ok());
                 }
-                if line.starts_with("weft controller leading") {
+                if line.starts_with(up) {
                     return Some(None);
                 }
             }
@@ -343,7 +370,14 @@ impl Role {
                 role.log()
             ),
         }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let stdout = role.stdout.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut seen) = stdout.lock() {
+                    seen.push(line);
+                }
+            }
+        });
         role.child = Some(child);
         role
     }

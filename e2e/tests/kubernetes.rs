@@ -674,3 +674,33 @@ async fn the_data_plane_keeps_delivering_while_the_api_server_is_down() {
     env.wait_delivered("/after", &id).await;
     env.wait_delivered("/first", &id).await;
 }
+
+#[tokio::test]
+async fn of_two_controllers_one_leads_and_the_other_takes_over_when_it_dies() {
+    let Some(mut env) = Env::start().await else {
+        return;
+    };
+    let mut args = Env::args(&env.channel, &env.namespace);
+    args.extend(
+        [
+            "--ingress-url",
+            &env.ingress.base_url(),
+            "--lease-namespace",
+            &env.namespace,
+            "--lease-seconds",
+            "4",
+        ]
+        .map(String::from),
+    );
+    let second = Role::start_candidate(&env.cluster, &args).await;
+    env.cluster.apply(&env.weft_broker("default")).await;
+    env.wait_ready("broker", "default").await;
+    assert!(!second.has_led(), "only one controller leads at a time");
+
+    env.controller.kill_9().await;
+    env.cluster
+        .apply(&env.trigger_to("later", "default", "/later"))
+        .await;
+    env.wait_ready("trigger", "later").await;
+    assert!(second.has_led(), "the candidate took over the lease");
+}

@@ -120,6 +120,7 @@ pub async fn run_controller(
         channel,
         options: options.clone(),
     });
+    println!("weft controller standing by as {}", options.identity);
     let work = async {
         loop {
             let mut leading = candidate.lead().await;
@@ -600,4 +601,42 @@ where
         source,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_config::crd::{Condition, ConditionStatus, READY};
+
+    use super::summary;
+
+    #[test]
+    fn ready_is_true_only_when_every_condition_is_and_else_takes_a_false_ones_reason() {
+        let all = [
+            Condition::true_("BrokerReady"),
+            Condition::true_("SubscriberResolved"),
+        ];
+        assert!(summary(&all).is_true());
+
+        let waiting = [
+            Condition::unknown("BrokerReady", "BrokerUnknown", "no status yet"),
+            Condition::false_("SubscriberResolved", "SubscriberResolveFailed", "gone"),
+            Condition::true_("DeadLetterSinkResolved"),
+        ];
+        let ready = summary(&waiting);
+        assert_eq!(ready.type_, READY);
+        assert_eq!(
+            ready.status,
+            ConditionStatus::False,
+            "False wins over Unknown"
+        );
+        assert_eq!(ready.reason.as_deref(), Some("SubscriberResolveFailed"));
+        assert_eq!(ready.message.as_deref(), Some("gone"));
+
+        let unknown = [Condition::unknown(
+            "BrokerReady",
+            "BrokerUnknown",
+            "no status yet",
+        )];
+        assert_eq!(summary(&unknown).status, ConditionStatus::Unknown);
+    }
 }
