@@ -599,6 +599,31 @@ async fn the_api_server_rejects_what_knative_rejects() {
          namespace: {ns}\nspec:\n  broker: default\n  filters:\n  - exact:\n      type: a\n    \
          prefix:\n      type: b\n  subscriber:\n    uri: http://example.com/\n"
     );
+    // What Knative users write is accepted: the examples, and every filter dialect nested.
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/examples");
+    let out = env
+        .cluster
+        .kubectl(&["apply", "--dry-run=server", "-f", examples], None)
+        .await;
+    assert!(out.ok, "the examples are accepted: {}", out.stderr);
+    let rich = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: rich\n  \
+         namespace: {ns}\n  annotations:\n    weft.dev/delivery-order: ordered\nspec:\n  \
+         broker: default\n  filter:\n    attributes:\n      type: a\n  filters:\n  \
+         - all:\n    - exact:\n        type: a\n    - any:\n      - prefix:\n          \
+         source: /shop\n      - not:\n          suffix:\n            subject: .tmp\n  \
+         - cesql: \"type LIKE 'com.%' AND INT(priority) > 3\"\n  subscriber:\n    ref:\n      \
+         apiVersion: v1\n      kind: Service\n      name: sink\n    uri: /events\n  \
+         delivery:\n    retry: 3\n    backoffPolicy: exponential\n    backoffDelay: PT0.2S\n    \
+         timeout: PT5S\n    deadLetterSink:\n      uri: http://dead.example.com/\n"
+    );
+    let out = env.cluster.try_apply(&rich).await;
+    assert!(
+        out.ok,
+        "a trigger using every dialect is accepted: {}\n{rich}",
+        out.stderr
+    );
+
     let out = env.cluster.try_apply(&two_dialects).await;
     assert!(!out.ok, "a filter with two dialects is rejected");
     assert!(
