@@ -152,7 +152,10 @@ mod tests {
         assert!(default.serves(&broker(None)));
         assert!(default.serves(&broker(Some(""))));
         assert!(!default.serves(&broker(Some("MTChannelBasedBroker"))));
-        assert!(!default.serves(&broker(Some("weft"))), "classes are case-sensitive");
+        assert!(
+            !default.serves(&broker(Some("weft"))),
+            "classes are case-sensitive"
+        );
     }
 
     #[test]
