@@ -56,6 +56,10 @@ enum Command {
         /// Events in flight per trigger (a trigger's weft.dev/max-in-flight overrides it).
         #[arg(long, default_value_t = 256, env = "WEFT_MAX_IN_FLIGHT")]
         max_in_flight: usize,
+        /// At start, delete logs and cursors no manifest owns on a shared server too (the
+        /// embedded SQLite file is always cleaned; a server may hold other installations' logs).
+        #[arg(long, env = "WEFT_COLLECT_GARBAGE")]
+        collect_garbage: bool,
     },
     /// Send one CloudEvent and print the response status.
     Send {
@@ -150,8 +154,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             channel,
             max_body_size,
             max_in_flight,
+            collect_garbage,
         } => {
             let options = StandaloneOptions {
+                collect_garbage,
                 manifests,
                 data_dir,
                 addr,

@@ -96,12 +96,11 @@ impl Backend {
 
     /// The channel URL for one test on `server`:
     /// - names of its own where the backend has a prefix for them (Kafka topics and
-    ///   groups, NATS streams), so that this test's processes neither see nor collect
-    ///   another test's logs (a starting `weft up` deletes the logs of brokers it has no
-    ///   manifest for). PostgreSQL has no such prefix short of a schema, which would
-    ///   need a client to create: its tests share the database's schema and must not
-    ///   run at the same time (a unique namespace keeps their logs apart, not their
-    ///   clean-up).
+    ///   groups, NATS streams), so that this test's processes never see another test's
+    ///   logs. PostgreSQL has no such prefix short of a schema, which would need a client
+    ///   to create: its tests share the database's schema, kept apart by a unique
+    ///   namespace (`weft up` deletes leftover logs at start only on the embedded SQLite
+    ///   file, or with `--collect-garbage`).
     /// - a 10 s takeover of a dead process's events (PostgreSQL `lease`, NATS `ack_wait`,
     ///   both 30 s by default; Kafka's session timeout is 10 s already), so that crash
     ///   tests finish well within a minute.

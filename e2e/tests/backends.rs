@@ -16,8 +16,7 @@
 //! server's URL is unset, unless `WEFT_REQUIRE_BACKENDS=1` (see [`Backend::url`]).
 //!
 //! Tests of one backend run one at a time ([`LOCKS`]): stopping a server would break any
-//! other test using it, and PostgreSQL tests share one schema (a starting `weft up` deletes
-//! the logs of brokers it has no manifest for). Tests of different backends run in parallel.
+//! other test using it. Tests of different backends run in parallel.
 //! Each test works in a namespace of its own and, on Kafka and NATS, under a name prefix of
 //! its own ([`Backend::channel_url`]). A passing test deletes its broker (and so its log);
 //! a failing one leaves it on the server for a look.

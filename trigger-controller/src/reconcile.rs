@@ -28,9 +28,12 @@ pub struct Roles {
     pub ingress: bool,
     /// Run triggers' dispatchers.
     pub dispatch: bool,
-    /// Delete the log of a broker and the cursor of a trigger that left the desired state,
-    /// and, at start, those of objects deleted while the process was down.
+    /// Delete the log of a broker and the cursor of a trigger that left the desired state.
     pub manage_storage: bool,
+    /// At start, delete every log and cursor in the channel that no object of the desired
+    /// state owns (objects deleted while the process was down). Only safe when no other
+    /// installation shares the channel.
+    pub collect_at_start: bool,
 }
 
 impl Roles {
@@ -39,18 +42,21 @@ impl Roles {
         ingress: true,
         dispatch: true,
         manage_storage: true,
+        collect_at_start: true,
     };
     /// An ingress replica: accepts events, never deletes storage.
     pub const INGRESS: Roles = Roles {
         ingress: true,
         dispatch: false,
         manage_storage: false,
+        collect_at_start: false,
     };
     /// A dispatcher replica: delivers events, never deletes storage.
     pub const DISPATCHER: Roles = Roles {
         ingress: false,
         dispatch: true,
         manage_storage: false,
+        collect_at_start: false,
     };
 }
 
@@ -105,7 +111,7 @@ impl Reconciler {
             .iter()
             .map(|t| (t.key.clone(), t.config.as_ref().map_err(|p| describe(p))))
             .collect();
-        if !self.collected && self.roles.manage_storage {
+        if !self.collected && self.roles.collect_at_start {
             self.collect_garbage(&brokers, &triggers).await;
         }
         self.collected = true;

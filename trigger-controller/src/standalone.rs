@@ -24,6 +24,10 @@ pub struct StandaloneOptions {
     pub channel: Option<String>,
     /// Data plane knobs.
     pub dataplane: DataPlaneOptions,
+    /// At start, delete the logs and cursors no manifest owns even on a channel other than
+    /// the embedded default (where that always happens). Off by default: a server may be
+    /// shared with other installations, whose logs this one must not delete.
+    pub collect_garbage: bool,
 }
 
 /// Runs until `shutdown` completes. Once the manifests are applied it prints
@@ -32,21 +36,28 @@ pub async fn run(
     options: StandaloneOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
-    let channel = match &options.channel {
-        Some(url) => url.clone(),
+    let (channel, embedded) = match &options.channel {
+        Some(url) => (
+            url.clone(),
+            url.starts_with("sqlite:") || url.starts_with("memory:"),
+        ),
         None => {
             std::fs::create_dir_all(&options.data_dir).map_err(|source| ControllerError::Io {
                 what: format!("cannot create data dir {}", options.data_dir.display()),
                 source,
             })?;
-            format!("sqlite://{}", options.data_dir.join("weft.db").display())
+            let url = format!("sqlite://{}", options.data_dir.join("weft.db").display());
+            (url, true)
         }
     };
     let source = FolderSource::new(&options.manifests)?;
     let serve_options = ServeOptions {
         addr: options.addr,
         channel,
-        roles: Roles::ALL,
+        roles: Roles {
+            collect_at_start: embedded || options.collect_garbage,
+            ..Roles::ALL
+        },
         dataplane: options.dataplane,
         desired_state: options.manifests.display().to_string(),
     };

@@ -9,7 +9,7 @@ use weft_channels::Channel;
 use weft_channels::memory::MemoryChannel;
 use weft_config::manifest::{Manifests, load_str};
 use weft_config::{Event, ObjectKey};
-use weft_controller::reconcile::Reconciler;
+use weft_controller::reconcile::{Reconciler, Roles};
 use weft_controller::status::StatusBoard;
 
 const BROKER: &str = "
@@ -144,5 +144,35 @@ async fn storage_of_objects_deleted_while_down_is_collected_on_start() {
     assert_eq!(
         channel.subscriptions(&kept).await.unwrap(),
         vec![key("orders")]
+    );
+}
+
+#[tokio::test]
+async fn without_collection_at_start_other_installations_storage_is_kept() {
+    let channel: Arc<dyn Channel> = Arc::new(MemoryChannel::new());
+    let theirs = ObjectKey::new("other-team", "events");
+    channel.ensure_log(&theirs).await.unwrap();
+    drop(
+        channel
+            .subscribe(&theirs, &ObjectKey::new("other-team", "audit"))
+            .await
+            .unwrap(),
+    );
+
+    let dataplane = Arc::new(DataPlane::new(channel.clone(), DataPlaneOptions::default()));
+    let roles = Roles {
+        collect_at_start: false,
+        ..Roles::ALL
+    };
+    let mut reconciler = Reconciler::with_roles(dataplane, Arc::default(), roles);
+    let t = trigger("orders", "http://127.0.0.1:9/");
+    reconciler.reconcile(&manifests(&[BROKER, &t])).await;
+
+    let mut logs = channel.logs().await.unwrap();
+    logs.sort();
+    assert_eq!(logs, vec![theirs.clone(), key("default")]);
+    assert_eq!(
+        channel.subscriptions(&theirs).await.unwrap(),
+        vec![ObjectKey::new("other-team", "audit")]
     );
 }
