@@ -228,7 +228,9 @@ impl WeftUp {
             "127.0.0.1:0".into(),
         ];
         if let Some(url) = &channel.url {
-            args.extend(["--channel".into(), url.clone()]);
+            // The suite owns what it creates on the server (give it a prefix of its own):
+            // each start clears what an earlier scenario left, as on the embedded file.
+            args.extend(["--channel".into(), url.clone(), "--collect-garbage".into()]);
         }
         args.extend(extra.iter().cloned());
         let server = Server::spawn(
