@@ -38,6 +38,7 @@ use weft_config::crd::{
     self, Addressable, BrokerResource, BrokerStatus, Condition, READY, TriggerResource,
     TriggerStatus, find_condition, set_condition,
 };
+use weft_config::manifest::{DeliverySpec, Destination};
 
 use super::leader::{Candidate, LeaseTiming};
 use super::resolve::resolve;
@@ -219,6 +220,8 @@ async fn reconcile_broker(
     context: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     if !context.options.class.serves(broker.as_ref()) && !has_finalizer(broker.as_ref()) {
+        let broker = key_of(broker.as_ref());
+        tracing::info!(%broker, "broker of another class; left alone");
         return Ok(Action::await_change());
     }
     let api: Api<BrokerResource> = Api::namespaced(
@@ -270,30 +273,14 @@ async fn apply_broker(
         .as_ref()
         .and_then(|d| d.dead_letter_sink.as_ref());
     let sink_condition = match sink {
-        None => Condition::true_("DeadLetterSinkResolved").because(
-            "DeadLetterSinkNotConfigured",
-            "no dead-letter sink is configured",
-        ),
-        Some(sink) => match resolve(&context.client, &key.namespace, sink).await {
-            Ok(uri) => {
-                status.dead_letter_sink_uri = Some(uri.clone());
-                if let Some(delivery) = resolved.spec.delivery.as_mut() {
-                    delivery.dead_letter_sink = Some(uri_destination(uri));
-                }
-                Condition::true_("DeadLetterSinkResolved")
-            }
-            Err(e) => {
-                waiting = true;
-                if let Some(delivery) = resolved.spec.delivery.as_mut() {
-                    delivery.dead_letter_sink = None;
-                }
-                Condition::false_(
-                    "DeadLetterSinkResolved",
-                    "DeadLetterSinkResolveFailed",
-                    e.to_string(),
-                )
-            }
-        },
+        None => sink_not_configured(),
+        Some(sink) => {
+            let delivery = resolved.spec.delivery.as_mut();
+            let found = resolve_sink(context, &key.namespace, sink, delivery).await;
+            status.dead_letter_sink_uri = found.uri;
+            waiting |= !found.condition.is_true();
+            found.condition
+        }
     };
     set_condition(&mut status.conditions, sink_condition, now);
 
@@ -371,6 +358,8 @@ async fn reconcile_trigger(
             broker_missing(&trigger, &context)
                 .await
                 .map_err(finalizer::Error::ApplyFailed)?;
+        } else if broker.is_some() {
+            tracing::info!(trigger = %key, "trigger on a broker of another class; left alone");
         }
         return Ok(Action::await_change());
     }
@@ -495,35 +484,19 @@ async fn apply_trigger(
         .as_ref()
         .and_then(|d| d.dead_letter_sink.as_ref());
     let sink = match own_sink {
-        Some(sink) => match resolve(&context.client, &key.namespace, sink).await {
-            Ok(uri) => {
-                status.dead_letter_sink_uri = Some(uri.clone());
-                if let Some(delivery) = resolved.spec.delivery.as_mut() {
-                    delivery.dead_letter_sink = Some(uri_destination(uri));
-                }
-                Condition::true_("DeadLetterSinkResolved")
-            }
-            Err(e) => {
-                waiting = true;
-                if let Some(delivery) = resolved.spec.delivery.as_mut() {
-                    delivery.dead_letter_sink = None;
-                }
-                Condition::false_(
-                    "DeadLetterSinkResolved",
-                    "DeadLetterSinkResolveFailed",
-                    e.to_string(),
-                )
-            }
-        },
+        Some(sink) => {
+            let delivery = resolved.spec.delivery.as_mut();
+            let found = resolve_sink(context, &key.namespace, sink, delivery).await;
+            status.dead_letter_sink_uri = found.uri;
+            waiting |= !found.condition.is_true();
+            found.condition
+        }
         None => match &broker_status.dead_letter_sink_uri {
             Some(uri) => {
                 status.dead_letter_sink_uri = Some(uri.clone());
                 Condition::true_("DeadLetterSinkResolved")
             }
-            None => Condition::true_("DeadLetterSinkResolved").because(
-                "DeadLetterSinkNotConfigured",
-                "no dead-letter sink is configured",
-            ),
+            None => sink_not_configured(),
         },
     };
     set_condition(&mut status.conditions, sink, now);
@@ -555,6 +528,55 @@ async fn apply_trigger(
         write_status(&api, &key, "Trigger", &status).await?;
     }
     Ok(Action::requeue(if waiting { WAITING } else { RESYNC }))
+}
+
+/// A dead-letter sink resolved for the data plane: its URL (for the status) and the
+/// `DeadLetterSinkResolved` condition.
+struct ResolvedSink {
+    uri: Option<String>,
+    condition: Condition,
+}
+
+/// Resolves `sink` and puts the result into `delivery`, the copy the data plane validates:
+/// the URL in place of a `ref`, or no dead-letter sink while it cannot be resolved.
+async fn resolve_sink(
+    context: &Context,
+    namespace: &str,
+    sink: &Destination,
+    delivery: Option<&mut DeliverySpec>,
+) -> ResolvedSink {
+    match resolve(&context.client, namespace, sink).await {
+        Ok(uri) => {
+            if let Some(delivery) = delivery {
+                delivery.dead_letter_sink = Some(uri_destination(uri.clone()));
+            }
+            ResolvedSink {
+                uri: Some(uri),
+                condition: Condition::true_("DeadLetterSinkResolved"),
+            }
+        }
+        Err(e) => {
+            if let Some(delivery) = delivery {
+                delivery.dead_letter_sink = None;
+            }
+            ResolvedSink {
+                uri: None,
+                condition: Condition::false_(
+                    "DeadLetterSinkResolved",
+                    "DeadLetterSinkResolveFailed",
+                    e.to_string(),
+                ),
+            }
+        }
+    }
+}
+
+/// `DeadLetterSinkResolved` when no dead-letter sink is configured, as Knative writes it.
+fn sink_not_configured() -> Condition {
+    Condition::true_("DeadLetterSinkResolved").because(
+        "DeadLetterSinkNotConfigured",
+        "no dead-letter sink is configured",
+    )
 }
 
 /// `Ready`: true when every other condition is; else the first that is not, by its reason.

@@ -23,7 +23,7 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use weft_config::crd::{self, BrokerResource, TriggerResource};
-use weft_config::manifest::Manifests;
+use weft_config::manifest::{DeliverySpec, Manifests};
 
 use super::{BrokerClass, uri_destination};
 use crate::state::StateSource;
@@ -170,17 +170,7 @@ fn data_plane_broker(broker: &BrokerResource) -> BrokerResource {
         .status
         .as_ref()
         .and_then(|s| s.dead_letter_sink_uri.clone());
-    if let Some(delivery) = broker.spec.delivery.as_mut()
-        && let Some(sink) = delivery.dead_letter_sink.as_mut()
-        && sink.reference.is_some()
-    {
-        // Unresolved, the broker's triggers deliver without a dead-letter sink rather than
-        // not at all; the controller reports DeadLetterSinkResolved=False meanwhile.
-        match resolved {
-            Some(uri) => *sink = uri_destination(uri),
-            None => delivery.dead_letter_sink = None,
-        }
-    }
+    use_resolved_sink(broker.spec.delivery.as_mut(), resolved);
     broker
 }
 
@@ -191,14 +181,21 @@ fn data_plane_trigger(trigger: &TriggerResource) -> Option<TriggerResource> {
     if trigger.spec.subscriber.reference.is_some() {
         trigger.spec.subscriber = uri_destination(status.subscriber_uri?);
     }
-    if let Some(delivery) = trigger.spec.delivery.as_mut()
+    use_resolved_sink(trigger.spec.delivery.as_mut(), status.dead_letter_sink_uri);
+    Some(trigger)
+}
+
+/// Replaces a dead-letter `ref` with the URL the controller resolved. Unresolved, events
+/// are delivered without a dead-letter sink rather than not at all; the controller reports
+/// `DeadLetterSinkResolved=False` meanwhile.
+fn use_resolved_sink(delivery: Option<&mut DeliverySpec>, resolved: Option<String>) {
+    if let Some(delivery) = delivery
         && let Some(sink) = delivery.dead_letter_sink.as_mut()
         && sink.reference.is_some()
     {
-        match status.dead_letter_sink_uri {
+        match resolved {
             Some(uri) => *sink = uri_destination(uri),
             None => delivery.dead_letter_sink = None,
         }
     }
-    Some(trigger)
 }
