@@ -400,6 +400,27 @@ impl Role {
         }
     }
 
+    /// Waits until one line of the process's log holds every one of `parts` (fields are
+    /// coloured, so match a message and a value, not `key=value`); panics after `timeout`.
+    pub async fn wait_for_log(&self, parts: &[&str], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if log
+                .lines()
+                .any(|line| parts.iter().all(|p| line.contains(p)))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weft {} did not log {parts:?} within {timeout:?}; log:\n{log}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// What the process logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("weft.log")).unwrap_or_default()

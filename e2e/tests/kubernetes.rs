@@ -45,7 +45,7 @@ struct Env {
     channel: String,
     sink: Sink,
     ingress: Role,
-    _dispatcher: Role,
+    dispatcher: Role,
     controller: Role,
 }
 
@@ -81,7 +81,7 @@ impl Env {
             channel,
             sink,
             ingress,
-            _dispatcher: dispatcher,
+            dispatcher,
             controller,
         })
     }
@@ -514,7 +514,13 @@ async fn a_restarted_controller_catches_up_while_the_data_plane_keeps_delivering
     env.cluster
         .apply(&env.trigger_to("second", "default", "/second"))
         .await;
-    tokio::time::sleep(secs(2)).await;
+    // Its subscriber is a URL: the data plane runs it without the controller.
+    env.dispatcher
+        .wait_for_log(
+            &["dispatcher started", &format!("{}/second", env.namespace)],
+            STATUS,
+        )
+        .await;
     let waiting = env
         .cluster
         .get("trigger", &env.namespace, "second")
@@ -548,10 +554,15 @@ async fn brokers_of_other_classes_are_left_alone() {
     env.cluster
         .apply(&env.trigger_to("on-theirs", "theirs", "/theirs"))
         .await;
-    // Weft's own broker, applied after, is the sign the controller has seen both.
     env.cluster.apply(&env.weft_broker("ours")).await;
     env.wait_ready("broker", "ours").await;
-    tokio::time::sleep(secs(2)).await;
+    // The controller says when it looked at them and left them alone.
+    let ns = &env.namespace;
+    for object in [format!("{ns}/theirs"), format!("{ns}/on-theirs")] {
+        env.controller
+            .wait_for_log(&["another class", &object], STATUS)
+            .await;
+    }
 
     let theirs = env
         .cluster
@@ -685,8 +696,10 @@ async fn the_data_plane_keeps_delivering_while_the_api_server_is_down() {
         );
         env.wait_delivered("/first", event.id()).await;
     }
-    // Longer than the controller's 4 s lease: it loses the lease and stands by.
-    tokio::time::sleep(secs(6)).await;
+    // Past the controller's 4 s lease: it loses the lease and stands by.
+    env.controller
+        .wait_for_log(&["lost the lease; standing by"], STATUS)
+        .await;
     outage.start().await;
 
     // Everyone reconnects by themselves: a new trigger gets ready and receives events.
