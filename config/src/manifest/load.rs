@@ -92,6 +92,54 @@ pub fn load_path(path: &Path) -> Manifests {
     loader.manifests
 }
 
+/// What a cheap look at `path` sees of its manifest files: each file's path, size,
+/// modification time (and inode, on Unix), in path order. Two equal fingerprints mean the
+/// files were, in all likelihood, not touched in between; a watcher polls this rather than
+/// parsing every file again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fingerprint(Vec<(PathBuf, Option<FileStamp>)>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(meta: &fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+        }
+    }
+}
+
+/// Takes the [`Fingerprint`] of the manifest files [`load_path`] would read under `path`.
+pub fn fingerprint(path: &Path) -> Fingerprint {
+    let mut files = Vec::new();
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            collect_files(path, &mut files, &mut HashSet::new(), &mut Vec::new());
+            files.sort();
+        }
+        _ => files.push(path.to_path_buf()),
+    }
+    let stamps = files
+        .into_iter()
+        .map(|file| {
+            let stamp = fs::metadata(&file).ok().map(|meta| FileStamp::of(&meta));
+            (file, stamp)
+        })
+        .collect();
+    Fingerprint(stamps)
+}
+
 /// Loads the manifests in `text` as if read from `file` (which is only used in problems).
 pub fn load_str(text: &str, file: &Path) -> Manifests {
     let mut loader = Loader::default();

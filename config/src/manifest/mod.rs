@@ -16,7 +16,7 @@ pub mod problem;
 pub mod types;
 pub mod validate;
 
-pub use load::{Loaded, Manifests, load_path, load_str};
+pub use load::{Fingerprint, Loaded, Manifests, fingerprint, load_path, load_str};
 pub use problem::{FieldError, Location, Problem};
 pub use types::{
     Broker, BrokerSpec, DeliverySpec, Destination, KReference, ObjectMeta, SubscriptionsAPIFilter,

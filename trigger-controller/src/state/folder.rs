@@ -1,8 +1,11 @@
 //! Desired state from a file or folder of YAML manifests, reloaded when it changes.
 //!
 //! File-system notifications trigger a reload after a short quiet period (editors write
-//! files in several steps); a slow periodic re-read backs them up on file systems that do
-//! not deliver notifications. A snapshot is only yielded when its content changed.
+//! files in several steps). A periodic look at the files' sizes and modification times
+//! backs them up on file systems that do not deliver notifications; it re-reads the
+//! manifests only when that [`Fingerprint`] changed, so an idle instance with a thousand
+//! objects does not parse them every few seconds. A snapshot is only yielded when its
+//! content changed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,13 +13,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use weft_config::manifest::{Fingerprint, fingerprint, load_path};
 
 use super::{Manifests, StateSource};
 use crate::ControllerError;
 
 /// How long the folder must be quiet before a reload.
 const SETTLE: Duration = Duration::from_millis(200);
-/// How often the folder is re-read even without notifications.
+/// How often the files are looked at even without notifications.
 const POLL: Duration = Duration::from_secs(2);
 
 /// Watches a manifest file or folder.
@@ -26,6 +30,8 @@ pub struct FolderSource {
     /// Kept alive for as long as the source; dropping it stops notifications.
     _watcher: notify::RecommendedWatcher,
     last: Option<Manifests>,
+    /// The files as they were when `last` was read.
+    stamp: Fingerprint,
 }
 
 impl FolderSource {
@@ -59,15 +65,30 @@ impl FolderSource {
             changes,
             _watcher: watcher,
             last: None,
+            stamp: Fingerprint::default(),
         })
     }
 
-    async fn load(&self) -> Manifests {
+    /// Reads the manifests, and the fingerprint of the files just before.
+    async fn load(&mut self) -> Manifests {
         let path = self.path.clone();
-        match tokio::task::spawn_blocking(move || weft_config::manifest::load_path(&path)).await {
-            Ok(manifests) => manifests,
+        let read = tokio::task::spawn_blocking(move || (fingerprint(&path), load_path(&path)));
+        match read.await {
+            Ok((stamp, manifests)) => {
+                self.stamp = stamp;
+                manifests
+            }
             // The loader does not panic on bad input; if it did, report nothing new.
             Err(_) => self.last.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Whether the files look different from when they were last read.
+    async fn touched(&self) -> bool {
+        let path = self.path.clone();
+        match tokio::task::spawn_blocking(move || fingerprint(&path)).await {
+            Ok(stamp) => stamp != self.stamp,
+            Err(_) => true,
         }
     }
 }
@@ -87,7 +108,11 @@ impl StateSource for FolderSource {
                     // Let a burst of writes settle.
                     while let Ok(Some(())) = tokio::time::timeout(SETTLE, self.changes.recv()).await {}
                 }
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(POLL) => {
+                    if !self.touched().await {
+                        continue;
+                    }
+                }
             }
             let loaded = self.load().await;
             if self.last.as_ref() != Some(&loaded) {

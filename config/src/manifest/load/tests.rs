@@ -324,6 +324,37 @@ fn folder_is_searched_recursively_in_path_order() {
 }
 
 #[test]
+fn fingerprint_changes_with_the_manifest_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::write(root.join("broker.yaml"), BROKER).unwrap();
+    let first = fingerprint(root);
+    assert_eq!(fingerprint(root), first, "nothing changed");
+
+    // Files the loader skips do not count.
+    fs::write(root.join("notes.txt"), "hello").unwrap();
+    fs::write(root.join(".hidden.yaml"), BROKER).unwrap();
+    assert_eq!(fingerprint(root), first, "only skipped files changed");
+
+    fs::write(root.join("t1.yaml"), trigger("t1", "http://x/1")).unwrap();
+    let added = fingerprint(root);
+    assert_ne!(added, first, "a file was added");
+
+    fs::write(root.join("t1.yaml"), trigger("t1", "http://x/11")).unwrap();
+    let edited = fingerprint(root);
+    assert_ne!(edited, added, "a file was rewritten with another size");
+
+    // An editor's save: a new file renamed over the old one, same size.
+    fs::write(root.join("t1.yaml.tmp"), trigger("t1", "http://x/12")).unwrap();
+    fs::rename(root.join("t1.yaml.tmp"), root.join("t1.yaml")).unwrap();
+    let replaced = fingerprint(root);
+    assert_ne!(replaced, edited, "a file was replaced by rename");
+
+    fs::remove_file(root.join("t1.yaml")).unwrap();
+    assert_ne!(fingerprint(root), replaced, "a file was removed");
+}
+
+#[test]
 fn a_single_file_is_loaded_whatever_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("manifests.txt");
