@@ -70,6 +70,18 @@ pub trait Channel: Send + Sync + 'static {
         trigger: &ObjectKey,
     ) -> Result<Box<dyn Subscription>, ChannelError>;
 
+    /// Gives the trigger a cursor at the end of the log if it has none yet, without
+    /// subscribing; a known cursor stays where it is. Events appended from then on wait
+    /// for the trigger even while no dispatcher runs it, so a controller calls this before
+    /// it reports the trigger ready. The default opens a subscription and drops it.
+    async fn ensure_subscription(
+        &self,
+        broker: &ObjectKey,
+        trigger: &ObjectKey,
+    ) -> Result<(), ChannelError> {
+        self.subscribe(broker, trigger).await.map(drop)
+    }
+
     /// Forgets a trigger's cursor; a trigger re-created later starts at the end of the log.
     /// Forgetting a cursor that does not exist (or of a broker without a log) succeeds.
     async fn delete_subscription(

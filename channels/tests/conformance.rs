@@ -21,6 +21,7 @@ macro_rules! conformance {
                 next_never_returns_more_than_max,
                 triggers_have_independent_cursors,
                 new_trigger_starts_at_the_end,
+                an_ensured_trigger_keeps_events_until_it_subscribes,
                 unacked_events_are_redelivered_after_resubscribe,
                 out_of_order_acks_commit_below_the_lowest_unacked,
                 acked_cursor_survives_reopen,
@@ -67,6 +68,7 @@ mod kafka_partitioned {
         two_consumers_share_one_trigger,
         group_commit_stores_every_concurrent_append_once,
         new_trigger_starts_at_the_end,
+        an_ensured_trigger_keeps_events_until_it_subscribes,
         acked_cursor_survives_reopen,
     );
 }
@@ -151,6 +153,33 @@ async fn new_trigger_starts_at_the_end(b: Box<dyn Backend>) {
     assert_eq!(ch.backlog(&broker, &late).await.unwrap(), 2);
     assert_eq!(ids(&take(&mut sub, 2).await), id_range(4, 5));
     assert_idle(&mut sub).await;
+}
+
+/// What a controller relies on to report a trigger ready before any dispatcher runs it.
+async fn an_ensured_trigger_keeps_events_until_it_subscribes(b: Box<dyn Backend>) {
+    let (ch, broker, trigger) = (b.channel(), key("b"), key("t"));
+    ch.ensure_log(&broker).await.unwrap();
+    ch.append(&broker, events(1, 2)).await.unwrap(); // before the trigger existed
+    ch.ensure_subscription(&broker, &trigger).await.unwrap();
+    ch.append(&broker, events(3, 5)).await.unwrap();
+    assert_eq!(ch.backlog(&broker, &trigger).await.unwrap(), 3);
+    assert_eq!(
+        ch.subscriptions(&broker).await.unwrap(),
+        vec![trigger.clone()]
+    );
+    // Ensuring a known cursor leaves it where it is.
+    ch.ensure_subscription(&broker, &trigger).await.unwrap();
+    assert_eq!(ch.backlog(&broker, &trigger).await.unwrap(), 3);
+
+    let mut sub = ch.subscribe(&broker, &trigger).await.unwrap();
+    let got = take(&mut sub, 3).await;
+    assert_eq!(ids(&got), id_range(3, 5));
+    assert_idle(&mut sub).await;
+    got.into_iter().for_each(|d| d.ack.ack());
+    assert!(matches!(
+        ch.ensure_subscription(&key("nobody"), &trigger).await,
+        Err(ChannelError::UnknownLog { .. })
+    ));
 }
 
 async fn unacked_events_are_redelivered_after_resubscribe(b: Box<dyn Backend>) {

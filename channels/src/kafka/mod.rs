@@ -720,6 +720,30 @@ impl Channel for KafkaChannel {
         Ok(Box::new(subscription))
     }
 
+    async fn ensure_subscription(
+        &self,
+        broker: &ObjectKey,
+        trigger: &ObjectKey,
+    ) -> Result<(), ChannelError> {
+        let log = self.log(broker).await?;
+        let group = KafkaConfig::group(&log.topic, trigger)?;
+        let broker = broker.clone();
+        // Commits the end of each partition for a group that has no offsets yet, without
+        // joining it (which would make the dispatchers' members rebalance).
+        self.blocking(move |s| {
+            let reader = s.reader(&group)?;
+            subscription::start_at_end_if_new(&reader, &log.topic, s.config.timeout).map_err(|e| {
+                match e.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                        ChannelError::UnknownLog { broker }
+                    }
+                    _ => unavailable(e),
+                }
+            })
+        })
+        .await
+    }
+
     async fn delete_subscription(
         &self,
         broker: &ObjectKey,

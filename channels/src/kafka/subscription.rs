@@ -623,8 +623,8 @@ fn classify(consumer: &BaseConsumer<Member>, state: &State, error: &KafkaError) 
 /// Commits the log's current end for a group that has no committed offset at all, so a
 /// new trigger starts at the end, including events appended before its first rebalance
 /// completes. A group another member already runs refuses the commit, and needs none.
-fn start_at_end_if_new(
-    consumer: &BaseConsumer<Member>,
+pub(super) fn start_at_end_if_new<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topic: &str,
     timeout: Duration,
 ) -> KafkaResult<()> {

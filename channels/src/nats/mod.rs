@@ -313,6 +313,34 @@ impl NatsChannel {
             event,
         })
     }
+
+    /// Creates the trigger's durable consumer if it does not exist (delivering what is
+    /// published from now on); returns the stream's and the consumer's names.
+    async fn consumer(
+        &self,
+        broker: &ObjectKey,
+        trigger: &ObjectKey,
+    ) -> Result<(String, String), ChannelError> {
+        self.shared.check_open()?;
+        let (names, config) = (&self.shared.names, &self.shared.config);
+        let (stream, name) = (names.stream(broker), names.consumer(trigger));
+        let consumer = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            description: Some(Names::description(trigger)),
+            deliver_policy: consumer::DeliverPolicy::New,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: config.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: config.max_ack_pending,
+            ..Default::default()
+        };
+        match self.shared.api.create_consumer(&stream, &consumer).await? {
+            Lookup::Found(()) | Lookup::NoConsumer => Ok((stream, name)),
+            Lookup::NoStream => Err(ChannelError::UnknownLog {
+                broker: broker.clone(),
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for NatsChannel {
@@ -395,30 +423,18 @@ impl Channel for NatsChannel {
         broker: &ObjectKey,
         trigger: &ObjectKey,
     ) -> Result<Box<dyn Subscription>, ChannelError> {
-        self.shared.check_open()?;
-        let (names, config) = (&self.shared.names, &self.shared.config);
-        let (stream, name) = (names.stream(broker), names.consumer(trigger));
-        let consumer = consumer::pull::Config {
-            durable_name: Some(name.clone()),
-            description: Some(Names::description(trigger)),
-            deliver_policy: consumer::DeliverPolicy::New,
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: config.ack_wait,
-            max_deliver: -1,
-            max_ack_pending: config.max_ack_pending,
-            ..Default::default()
-        };
-        match self.shared.api.create_consumer(&stream, &consumer).await? {
-            Lookup::Found(()) | Lookup::NoConsumer => {}
-            Lookup::NoStream => {
-                return Err(ChannelError::UnknownLog {
-                    broker: broker.clone(),
-                });
-            }
-        }
+        let (stream, name) = self.consumer(broker, trigger).await?;
         let subscription =
             NatsSubscription::open(self.shared.clone(), broker.clone(), stream, name).await?;
         Ok(Box::new(subscription))
+    }
+
+    async fn ensure_subscription(
+        &self,
+        broker: &ObjectKey,
+        trigger: &ObjectKey,
+    ) -> Result<(), ChannelError> {
+        self.consumer(broker, trigger).await.map(drop)
     }
 
     async fn delete_subscription(

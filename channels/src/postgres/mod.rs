@@ -600,6 +600,27 @@ impl PostgresChannel {
             .map_err(|_| ChannelError::Closed)?;
         answer.await.map_err(|_| ChannelError::Closed)?
     }
+
+    /// Opens the trigger's cursor (at the end of the log if it is new); returns the
+    /// broker's id.
+    async fn cursor(&self, broker: &ObjectKey, trigger: &ObjectKey) -> Result<i64, ChannelError> {
+        self.shared.check_open()?;
+        let pool = &self.shared.pool;
+        let id: Option<i64> = retrying(|| async move {
+            sqlx::query_scalar(include_str!("sql/insert_cursor.sql"))
+                .bind(&broker.namespace)
+                .bind(&broker.name)
+                .bind(&trigger.namespace)
+                .bind(&trigger.name)
+                .fetch_optional(pool)
+                .await
+        })
+        .await
+        .map_err(unavailable)?;
+        id.ok_or_else(|| ChannelError::UnknownLog {
+            broker: broker.clone(),
+        })
+    }
 }
 
 impl std::fmt::Debug for PostgresChannel {
@@ -731,28 +752,21 @@ impl Channel for PostgresChannel {
         broker: &ObjectKey,
         trigger: &ObjectKey,
     ) -> Result<Box<dyn Subscription>, ChannelError> {
-        self.shared.check_open()?;
-        let pool = &self.shared.pool;
-        let id: Option<i64> = retrying(|| async move {
-            sqlx::query_scalar(include_str!("sql/insert_cursor.sql"))
-                .bind(&broker.namespace)
-                .bind(&broker.name)
-                .bind(&trigger.namespace)
-                .bind(&trigger.name)
-                .fetch_optional(pool)
-                .await
-        })
-        .await
-        .map_err(unavailable)?;
-        let id = id.ok_or_else(|| ChannelError::UnknownLog {
-            broker: broker.clone(),
-        })?;
+        let id = self.cursor(broker, trigger).await?;
         Ok(Box::new(PostgresSubscription::new(
             Arc::clone(&self.shared),
             broker.clone(),
             id,
             trigger.clone(),
         )))
+    }
+
+    async fn ensure_subscription(
+        &self,
+        broker: &ObjectKey,
+        trigger: &ObjectKey,
+    ) -> Result<(), ChannelError> {
+        self.cursor(broker, trigger).await.map(drop)
     }
 
     async fn delete_subscription(
