@@ -393,6 +393,38 @@ impl Role {
         format!("http://{}", self.addr())
     }
 
+    /// The identity a controller leads as, once it has led.
+    pub fn led_as(&self) -> Option<String> {
+        let lines = self.stdout.lock().ok()?;
+        lines.iter().find_map(|l| {
+            l.strip_prefix("weft controller leading as ")
+                .map(|identity| identity.trim().to_string())
+        })
+    }
+
+    /// Sends SIGTERM, as Kubernetes does to a pod it stops, and waits up to 30 s for the
+    /// process to exit; returns whether it exited successfully.
+    pub async fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let pid = child.id().expect("a running process has a pid").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+            Ok(status) => status.expect("wait for weft").success(),
+            Err(_) => panic!(
+                "weft {} did not exit within 30 s of SIGTERM; log:\n{}",
+                self.name,
+                self.log()
+            ),
+        }
+    }
+
     /// Sends SIGKILL and waits for the process to be gone.
     pub async fn kill_9(&mut self) {
         if let Some(mut child) = self.child.take() {

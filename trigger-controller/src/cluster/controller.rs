@@ -6,7 +6,9 @@
 //! (`<ingress-url>/<namespace>/<name>`). For a Trigger it checks the Broker
 //! (`BrokerReady`, or `BrokerDoesNotExist` until it appears), resolves the subscriber and
 //! dead-letter sink (`SubscriberResolved`, `DeadLetterSinkResolved`, `subscriberUri`),
-//! validates filters (`SubscriptionReady`) and sums them up in `Ready`.
+//! validates filters and creates the trigger's cursor at the end of the log
+//! (`SubscriptionReady`: from then on, what is sent waits for the dispatchers), and sums
+//! them up in `Ready`.
 //!
 //! Storage is deleted through finalizers: a Broker's log when the Broker is deleted, a
 //! Trigger's cursor when the Trigger is. The data-plane replicas never delete anything.
@@ -31,6 +33,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use weft_broker::filter::Filter;
 use weft_channels::{Channel, ChannelOptions};
 use weft_config::ObjectKey;
@@ -56,6 +59,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// How soon an object waiting for something (an unresolved ref, a missing broker) is
 /// looked at again.
 const WAITING: Duration = Duration::from_secs(10);
+/// How long a controller that shuts down tries to give its lease up.
+const RELEASE: Duration = Duration::from_secs(5);
 
 /// What `weft controller` needs to run.
 #[derive(Clone, Debug)]
@@ -106,7 +111,16 @@ pub async fn run_controller(
     let health = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(|| async { "ok" }));
-    let server = axum::serve(listener, health).with_graceful_shutdown(shutdown);
+    // Shutdown stops the health server and, once reconciling stopped, gives the lease up.
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+    });
+    let stopped = |mut stopping: watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let server = axum::serve(listener, health).with_graceful_shutdown(stopped(stopping.clone()));
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), &options.lease_namespace);
     let candidate = Candidate::new(leases, LEASE_NAME, &options.identity, options.lease.clone());
@@ -124,21 +138,30 @@ pub async fn run_controller(
     println!("weft controller standing by as {}", options.identity);
     let work = async {
         loop {
-            let mut leading = candidate.lead().await;
+            let mut leadership = tokio::select! {
+                leadership = candidate.lead() => leadership,
+                () = stopped(stopping.clone()) => return,
+            };
             println!("weft controller leading as {}", options.identity);
             tokio::select! {
                 () = reconcile_all(context.clone()) => return,
-                _ = leading.wait_for(|leading| !leading) => {
+                () = leadership.lost() => {
                     // Stop reconciling at once; stand for election again.
                     tracing::warn!(identity = %options.identity, "lost the lease; standing by");
+                }
+                () = stopped(stopping.clone()) => {
+                    // Bounded: an API server that is away leaves the lease to expire.
+                    let _ = tokio::time::timeout(RELEASE, leadership.release()).await;
+                    return;
                 }
             }
         }
     };
-    tokio::select! {
-        served = server => served.map_err(|source| ControllerError::Io { what: "health server failed".into(), source }),
-        () = work => Ok(()),
-    }
+    let (served, ()) = tokio::join!(server, work);
+    served.map_err(|source| ControllerError::Io {
+        what: "health server failed".into(),
+        source,
+    })
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -511,7 +534,27 @@ async fn apply_trigger(
         // The checks `weft up` makes: the manifest's rules, then the filters compiled.
         match crd::load_trigger_resource(&resolved).config {
             Ok(config) => match Filter::compile(&config) {
-                Ok(_) => Condition::true_("SubscriptionReady"),
+                // A cursor at the end of the log before the trigger says ready: what is
+                // sent from then on waits for the dispatchers, however late they start.
+                Ok(_) if broker_ready_now(&status) => {
+                    let broker = ObjectKey::new(key.namespace.clone(), trigger.spec.broker.clone());
+                    match context.channel.ensure_subscription(&broker, &key).await {
+                        Ok(()) => Condition::true_("SubscriptionReady"),
+                        Err(e) => {
+                            waiting = true;
+                            Condition::false_(
+                                "SubscriptionReady",
+                                "ChannelUnavailable",
+                                format!("cannot create the trigger's cursor: {e}"),
+                            )
+                        }
+                    }
+                }
+                Ok(_) => Condition::unknown(
+                    "SubscriptionReady",
+                    "BrokerNotReady",
+                    "waiting for the broker's log",
+                ),
                 Err(e) => Condition::false_("SubscriptionReady", "InvalidTrigger", e.to_string()),
             },
             Err(problems) => {
@@ -528,6 +571,11 @@ async fn apply_trigger(
         write_status(&api, &key, "Trigger", &status).await?;
     }
     Ok(Action::requeue(if waiting { WAITING } else { RESYNC }))
+}
+
+/// Whether the trigger's `BrokerReady` condition is true, so the broker's log exists.
+fn broker_ready_now(status: &TriggerStatus) -> bool {
+    find_condition(&status.conditions, "BrokerReady").is_some_and(|c| c.is_true())
 }
 
 /// A dead-letter sink resolved for the data plane: its URL (for the status) and the

@@ -3,8 +3,10 @@
 //! gone unrenewed for its whole duration. Every write carries the lease's
 //! `resourceVersion`, so two candidates racing for an expired lease cannot both win.
 //!
-//! There is no fencing: a leader that stalls past the lease duration may act beside its
-//! successor for a moment. The controller tolerates that: its writes are idempotent
+//! A leader that shuts down gives the lease up (no holder, as client-go's
+//! `ReleaseOnCancel` does), so a standby takes over within one retry rather than a whole
+//! lease duration. There is no fencing: a leader that stalls past the lease duration may
+//! act beside its successor for a moment. The controller tolerates that: its writes are idempotent
 //! (creating a log that exists, writing the same status twice).
 
 use std::time::Duration;
@@ -14,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// How long a lease lasts without renewal, and how often the leader renews it.
 #[derive(Clone, Debug)]
@@ -61,11 +64,10 @@ impl Candidate {
         }
     }
 
-    /// Waits until this candidate leads, then keeps the lease renewed in a background task.
-    /// The receiver turns `false` for good once the lease is lost (renewals failed for the
-    /// whole lease duration, or another holder took it): the caller must stop leading, and
-    /// may call `lead` again to stand for election anew.
-    pub async fn lead(&self) -> watch::Receiver<bool> {
+    /// Waits until this candidate leads, then keeps the lease renewed in a background task
+    /// until the lease is lost ([`Leadership::lost`]) or released; after a loss, `lead`
+    /// may be called again to stand for election anew.
+    pub async fn lead(&self) -> Leadership {
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(Outcome::Leading) => break,
@@ -77,15 +79,12 @@ impl Candidate {
             tokio::time::sleep(self.timing.retry).await;
         }
         tracing::info!(lease = %self.name, identity = %self.identity, "leading");
-        let (tx, rx) = watch::channel(true);
+        let (tx, lost) = watch::channel(false);
         let this = self.clone();
-        tokio::spawn(async move {
+        let renewer = tokio::spawn(async move {
             let mut last_renewed = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(this.timing.retry).await;
-                if tx.is_closed() {
-                    return; // the caller stopped leading on its own
-                }
                 match this.try_acquire_or_renew().await {
                     Ok(Outcome::Leading) => last_renewed = tokio::time::Instant::now(),
                     Ok(Outcome::Following) => break,
@@ -99,9 +98,46 @@ impl Candidate {
                 }
             }
             tracing::error!(lease = %this.name, identity = %this.identity, "lost the lease");
-            let _ = tx.send(false);
+            let _ = tx.send(true);
         });
-        rx
+        Leadership {
+            candidate: self.clone(),
+            lost,
+            renewer,
+        }
+    }
+
+    /// Writes the lease with no holder if this candidate holds it. Returns whether it did.
+    async fn give_up(&self) -> Result<bool, kube::Error> {
+        // A renewal in flight may write first: read again and retry.
+        for _ in 0..3 {
+            let Some(current) = self.api.get_opt(&self.name).await? else {
+                return Ok(false);
+            };
+            let spec = current.spec.clone().unwrap_or_default();
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return Ok(false);
+            }
+            let lease = Lease {
+                metadata: current.metadata,
+                spec: Some(LeaseSpec {
+                    holder_identity: None,
+                    lease_duration_seconds: Some(1),
+                    renew_time: Some(MicroTime(jiff::Timestamp::now())),
+                    ..spec
+                }),
+            };
+            match self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
     }
 
     async fn try_acquire_or_renew(&self) -> Result<Outcome, kube::Error> {
@@ -168,5 +204,43 @@ impl Candidate {
             lease_transitions: Some(transitions),
             ..LeaseSpec::default()
         }
+    }
+}
+
+/// The lease held by this process, renewed in the background.
+pub struct Leadership {
+    candidate: Candidate,
+    lost: watch::Receiver<bool>,
+    renewer: JoinHandle<()>,
+}
+
+impl Leadership {
+    /// Completes once the lease is lost (renewals failed for the whole lease duration, or
+    /// another holder took it): the caller must stop leading at once.
+    pub async fn lost(&mut self) {
+        let _ = self.lost.wait_for(|lost| *lost).await;
+    }
+
+    /// Stops renewing and gives the lease up, so a standby takes over at once. An API
+    /// server that cannot be reached leaves the lease to expire instead.
+    pub async fn release(mut self) {
+        self.renewer.abort();
+        let _ = (&mut self.renewer).await;
+        let candidate = &self.candidate;
+        match candidate.give_up().await {
+            Ok(true) => {
+                tracing::info!(lease = %candidate.name, identity = %candidate.identity, "released the lease")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(lease = %candidate.name, error = %e, "cannot release the lease; it expires instead")
+            }
+        }
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self.renewer.abort();
     }
 }
