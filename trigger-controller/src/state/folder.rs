@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use notify::event::{EventKind, MetadataKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use weft_config::manifest::{Fingerprint, fingerprint, load_path};
@@ -32,6 +33,17 @@ pub struct FolderSource {
     last: Option<Manifests>,
     /// The files as they were when `last` was read.
     stamp: Fingerprint,
+    /// How many times the manifests were read.
+    loads: u64,
+}
+
+/// Whether a file-system event may have changed what the manifests say: not a read, nor
+/// the access time a read updates.
+fn changes_content(kind: &EventKind) -> bool {
+    !matches!(
+        kind,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))
+    )
 }
 
 impl FolderSource {
@@ -43,11 +55,17 @@ impl FolderSource {
             path: path.clone(),
             source,
         };
-        let mut watcher = notify::recommended_watcher(move |_event| {
-            // A full channel already holds a pending reload; one is enough.
-            let _ = tx.try_send(());
-        })
-        .map_err(watch_error)?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Reading the files is an event too: reacting to it would reload forever. An
+                // error may hide a change, so it reloads.
+                if event.is_ok_and(|e| !changes_content(&e.kind)) {
+                    return;
+                }
+                // A full channel already holds a pending reload; one is enough.
+                let _ = tx.try_send(());
+            })
+            .map_err(watch_error)?;
         // Watch a file's folder rather than the file: editors replace files by renaming,
         // which ends a watch on the file itself.
         let (target, mode) = if path.is_dir() {
@@ -66,11 +84,13 @@ impl FolderSource {
             _watcher: watcher,
             last: None,
             stamp: Fingerprint::default(),
+            loads: 0,
         })
     }
 
     /// Reads the manifests, and the fingerprint of the files just before.
     async fn load(&mut self) -> Manifests {
+        self.loads += 1;
         let path = self.path.clone();
         let read = tokio::task::spawn_blocking(move || (fingerprint(&path), load_path(&path)));
         match read.await {
@@ -120,5 +140,40 @@ impl StateSource for FolderSource {
                 return Some(loaded);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const BROKER: &str = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\n";
+
+    #[tokio::test]
+    async fn reads_when_a_file_changes_and_not_because_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.yaml"), BROKER).unwrap();
+        let mut source = FolderSource::new(dir.path()).unwrap();
+        let first = source.next().await.unwrap();
+        assert_eq!(first.brokers.len(), 1);
+
+        // Nothing changes: no snapshot, and the reads themselves cause no further reads.
+        let quiet = tokio::time::timeout(Duration::from_millis(1500), source.next()).await;
+        assert!(quiet.is_err(), "no snapshot while nothing changes");
+        assert_eq!(
+            source.loads, 1,
+            "the folder was read again without a change"
+        );
+
+        let trigger = "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
+                       metadata: {name: t}\nspec: {broker: b, subscriber: {uri: http://x/}}\n";
+        std::fs::write(dir.path().join("b.yaml"), format!("{BROKER}{trigger}")).unwrap();
+        let changed = tokio::time::timeout(Duration::from_secs(10), source.next())
+            .await
+            .expect("a snapshot after the change")
+            .unwrap();
+        assert_eq!(changed.triggers.len(), 1);
     }
 }
