@@ -46,12 +46,17 @@ pub(crate) struct Dispatcher {
 
 type Work = (Delivery, OwnedSemaphorePermit);
 
+/// Batches between the reader and the dispatch half. The channel carries a batch per
+/// `next`, not an event per slot: its buffer is allocated up front, and with a thousand
+/// idle triggers a slot per event cost 8 KiB each.
+const BATCHES_QUEUED: usize = 2;
+
 impl Dispatcher {
     /// Runs until aborted. Aborting drops in-flight deliveries unacknowledged; the channel
     /// hands them out again to the next subscription.
     pub(crate) async fn run(self: Arc<Self>, subscription: Box<dyn Subscription>) {
         let permits = Arc::new(Semaphore::new(self.max_in_flight));
-        let (tx, rx) = mpsc::channel::<Work>(self.max_in_flight);
+        let (tx, rx) = mpsc::channel::<Vec<Work>>(BATCHES_QUEUED);
         tracing::info!(trigger = %self.trigger, broker = %self.broker, order = ?self.order, "dispatcher started");
         tokio::join!(
             read(subscription, permits, tx, self.trigger.clone()),
@@ -59,32 +64,34 @@ impl Dispatcher {
         );
     }
 
-    async fn dispatch(self: Arc<Self>, mut rx: mpsc::Receiver<Work>) {
+    async fn dispatch(self: Arc<Self>, mut rx: mpsc::Receiver<Vec<Work>>) {
         let mut tasks = JoinSet::new();
         // Ordered mode: the key of each running task, and the events waiting behind it.
         let mut running: HashMap<Id, String> = HashMap::new();
         let mut lanes: HashMap<String, VecDeque<Work>> = HashMap::new();
         loop {
             tokio::select! {
-                work = rx.recv() => {
-                    let Some((delivery, permit)) = work else { break };
-                    if !self.filter.matches(&delivery.event) {
-                        self.stats.filtered();
-                        delivery.ack.ack();
-                        continue;
-                    }
-                    match self.order {
-                        DeliveryOrder::Unordered => {
-                            tasks.spawn(self.clone().deliver(delivery, permit));
+                batch = rx.recv() => {
+                    let Some(batch) = batch else { break };
+                    for (delivery, permit) in batch {
+                        if !self.filter.matches(&delivery.event) {
+                            self.stats.filtered();
+                            delivery.ack.ack();
+                            continue;
                         }
-                        DeliveryOrder::Ordered => {
-                            let key = partition_key(&delivery.event);
-                            match lanes.get_mut(&key) {
-                                Some(lane) => lane.push_back((delivery, permit)),
-                                None => {
-                                    lanes.insert(key.clone(), VecDeque::new());
-                                    let id = tasks.spawn(self.clone().deliver(delivery, permit)).id();
-                                    running.insert(id, key);
+                        match self.order {
+                            DeliveryOrder::Unordered => {
+                                tasks.spawn(self.clone().deliver(delivery, permit));
+                            }
+                            DeliveryOrder::Ordered => {
+                                let key = partition_key(&delivery.event);
+                                match lanes.get_mut(&key) {
+                                    Some(lane) => lane.push_back((delivery, permit)),
+                                    None => {
+                                        lanes.insert(key.clone(), VecDeque::new());
+                                        let id = tasks.spawn(self.clone().deliver(delivery, permit)).id();
+                                        running.insert(id, key);
+                                    }
                                 }
                             }
                         }
@@ -187,7 +194,7 @@ impl Dispatcher {
 async fn read(
     mut subscription: Box<dyn Subscription>,
     permits: Arc<Semaphore>,
-    tx: mpsc::Sender<Work>,
+    tx: mpsc::Sender<Vec<Work>>,
     trigger: ObjectKey,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -211,6 +218,7 @@ async fn read(
             }
         };
         let mut first = Some(first);
+        let mut work = Vec::with_capacity(batch.len());
         for delivery in batch {
             // Only this loop takes permits and it asked for no more than were free, so a
             // permit is always there.
@@ -225,9 +233,10 @@ async fn read(
                         .expect("semaphore never closed"),
                 },
             };
-            if tx.send((delivery, permit)).await.is_err() {
-                return;
-            }
+            work.push((delivery, permit));
+        }
+        if !work.is_empty() && tx.send(work).await.is_err() {
+            return;
         }
     }
 }
