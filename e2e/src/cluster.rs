@@ -310,7 +310,9 @@ impl Role {
         })
     }
 
-    async fn start_until(cluster: &Cluster, role: &str, args: &[String], up: &str) -> Role {
+    /// Starts `weft ROLE ARGS` and returns once it printed a line starting with `up`
+    /// (`weft starting`: listening, before its channel is open).
+    pub async fn start_until(cluster: &Cluster, role: &str, args: &[String], up: &str) -> Role {
         let bin = crate::weft::find_binary(crate::weft::Profile::Debug);
         let dir = tempfile::Builder::new()
             .prefix("weft-e2e-role-")
@@ -351,7 +353,13 @@ impl Role {
                     return Some(addr.trim().parse::<SocketAddr>().ok());
                 }
                 if line.starts_with(up) {
-                    return Some(None);
+                    let addr = line
+                        .split_once("http://")
+                        .and_then(|(_, rest)| {
+                            rest.split(|c: char| c == ';' || c.is_whitespace()).next()
+                        })
+                        .and_then(|addr| addr.parse::<SocketAddr>().ok());
+                    return Some(addr);
                 }
             }
             None

@@ -216,6 +216,20 @@ impl Env {
         );
     }
 
+    /// Runs one SQL statement on the PostgreSQL server with psql.
+    async fn admin_sql(&self, statement: &str) {
+        let out = tokio::process::Command::new("psql")
+            .args([self.postgres.as_str(), "-tAc", statement])
+            .output()
+            .await
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {statement:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `SELECT count(*)` of rows of `table` for the object `name` in this namespace, in the
     /// PostgreSQL channel's own tables, read with psql.
     async fn rows(&self, table: &str, name: &str) -> u64 {
@@ -808,4 +822,63 @@ async fn a_controller_stopped_with_sigterm_gives_its_lease_up() {
     env.wait_ready("broker", "default").await;
     assert!(second.has_led(), "the standby took the lease over");
     assert!(second.terminate().await, "the standby exits cleanly too");
+}
+
+#[tokio::test]
+async fn a_replica_started_before_its_channel_waits_for_it_then_serves() {
+    let Some(env) = Env::start().await else {
+        return;
+    };
+    // A database that does not exist yet: opening the channel fails until it does.
+    let database = format!("weft_late_{}", env.namespace.replace('-', "_"));
+    let (server, _) = env
+        .postgres
+        .rsplit_once('/')
+        .expect("a database in the URL");
+    let channel = Backend::Postgres.channel_url(&format!("{server}/{database}"), &env.namespace);
+    let args = Env::args(&channel, &env.namespace);
+    let ingress = Role::start_until(&env.cluster, "ingress", &args, "weft starting").await;
+    ingress
+        .wait_for_log(&["cannot open the channel; retrying"], STATUS)
+        .await;
+
+    // Alive (no restart by a liveness probe), not ready, refusing events for now.
+    let http = reqwest::Client::new();
+    let status = |path: &'static str| {
+        let url = format!("{}{path}", ingress.base_url());
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .expect("the replica answers")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("/healthz").await, 200);
+    assert_eq!(status("/readyz").await, 503);
+    let sent = Producer::new()
+        .send(
+            &format!("{}/{}/default", ingress.base_url(), env.namespace),
+            &event("com.example.early").build(),
+        )
+        .await
+        .expect("the replica answers");
+    assert_eq!(sent.status, 503, "{}", sent.body);
+
+    env.admin_sql(&format!("CREATE DATABASE {database}")).await;
+    let deadline = Instant::now() + STATUS;
+    while status("/readyz").await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the replica was not ready within {STATUS:?} of its database appearing; log:\n{}",
+            ingress.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status("/healthz").await, 200);
+    drop(ingress);
+    env.admin_sql(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .await;
 }

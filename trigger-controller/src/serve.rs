@@ -1,15 +1,22 @@
-//! One data-plane process: opens the channel, listens, and applies every snapshot a
+//! One data-plane process: listens, opens the channel, and applies every snapshot a
 //! desired-state source yields with a [`Reconciler`] running the process's [`Roles`].
 //!
 //! `weft up` serves with every role from a folder; `weft ingress` and `weft dispatcher`
-//! serve one role each from the Kubernetes API.
+//! serve one role each from the Kubernetes API. Those replicas may start before their
+//! Kafka, NATS or PostgreSQL: they listen at once (`/healthz` 200, everything else 503)
+//! and open the channel with backoff, rather than exit and crash-loop.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Router;
+use axum::http::StatusCode;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use weft_broker::{DataPlane, DataPlaneOptions};
-use weft_channels::ChannelOptions;
+use weft_channels::{Channel, ChannelError, ChannelOptions};
 
 use crate::ControllerError;
 use crate::reconcile::{Reconciler, Roles};
@@ -29,38 +36,37 @@ pub struct ServeOptions {
     pub dataplane: DataPlaneOptions,
     /// Where the desired state comes from, for the log line once it is applied.
     pub desired_state: String,
+    /// Retry opening the channel while its server cannot be reached (replicas), instead
+    /// of failing at once (`weft up`).
+    pub wait_for_channel: bool,
 }
 
 /// Runs until `shutdown` completes or the source ends. Once the first snapshot is applied
-/// it prints `weft listening on http://ADDR` on stdout and `/readyz` answers 200.
+/// it prints `weft listening on http://ADDR` on stdout and `/readyz` answers 200; a
+/// replica that waits for its channel prints `weft starting on http://ADDR; …` first.
 pub async fn serve(
     options: ServeOptions,
     mut source: impl StateSource + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
     let url = redact(&options.channel);
-    let channel = weft_channels::open(&options.channel, ChannelOptions::default())
-        .await
-        .map_err(|source| ControllerError::Channel {
-            url: url.clone(),
-            source,
-        })?;
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+    });
+    let listener = bind(&options.addr).await?;
+    let local = local_addr(&listener)?;
+    if options.wait_for_channel {
+        println!("weft starting on http://{local}; opening the channel");
+    }
+    let Some((channel, listener)) =
+        open_while_listening(listener, &options, stopped(stopping.clone())).await?
+    else {
+        return Ok(()); // shut down before the channel opened
+    };
     let dataplane = Arc::new(DataPlane::new(channel, options.dataplane.clone()));
     let board = Arc::new(StatusBoard::default());
-
-    let listener =
-        TcpListener::bind(&options.addr)
-            .await
-            .map_err(|source| ControllerError::Io {
-                what: format!("cannot listen on {}", options.addr),
-                source,
-            })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ControllerError::Io {
-            what: "cannot read the listen address".into(),
-            source,
-        })?;
     board.set_base_url(format!("http://{local}"));
     let routes = if options.roles.ingress {
         dataplane.router()
@@ -83,7 +89,7 @@ pub async fn serve(
             }
         }
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping));
     let result = tokio::select! {
         served = server => served.map_err(|source| ControllerError::Io { what: "server failed".into(), source }),
         () = control => Ok(()),
@@ -93,6 +99,117 @@ pub async fn serve(
         tracing::warn!(error = %e, "closing the channel failed");
     }
     result
+}
+
+/// Completes once `stopping` turns true (or its sender is gone).
+async fn stopped(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, ControllerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ControllerError::Io {
+            what: format!("cannot listen on {addr}"),
+            source,
+        })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ControllerError> {
+    listener.local_addr().map_err(|source| ControllerError::Io {
+        what: "cannot read the listen address".into(),
+        source,
+    })
+}
+
+/// Opens the channel while a stand-in server answers on `listener`: `/healthz` 200 (the
+/// process is alive), everything else 503. Returns the channel and the listener for the
+/// real routes, or `None` if `stop` completed first.
+async fn open_while_listening(
+    listener: TcpListener,
+    options: &ServeOptions,
+    stop: impl Future<Output = ()>,
+) -> Result<Option<(Arc<dyn Channel>, TcpListener)>, ControllerError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| ControllerError::Io { what, source }
+    };
+    let socket = listener
+        .into_std()
+        .map_err(io("cannot share the listener"))?;
+    let early = TcpListener::from_std(
+        socket
+            .try_clone()
+            .map_err(io("cannot share the listener"))?,
+    )
+    .map_err(io("cannot share the listener"))?;
+    let (opened, opening) = tokio::sync::oneshot::channel::<()>();
+    let starting = Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .fallback(|| async { (StatusCode::SERVICE_UNAVAILABLE, "opening the channel\n") });
+    let early = tokio::spawn(
+        axum::serve(early, starting)
+            .with_graceful_shutdown(async {
+                let _ = opening.await;
+            })
+            .into_future(),
+    );
+    let channel = tokio::select! {
+        channel = open_channel(&options.channel, options.wait_for_channel) => channel,
+        () = stop => Ok(None),
+    };
+    let _ = opened.send(());
+    // Requests already taken finish; connections queued meanwhile go to the real routes.
+    if tokio::time::timeout(Duration::from_secs(5), early)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the stand-in server did not stop within 5 s");
+    }
+    let Some(channel) = channel? else {
+        return Ok(None);
+    };
+    let listener = TcpListener::from_std(socket).map_err(io("cannot share the listener"))?;
+    Ok(Some((channel, listener)))
+}
+
+/// Opens the channel at `url`. With `wait`, a server that cannot be reached (or a store
+/// that cannot be opened yet) is retried with backoff up to 30 s, logging each failure;
+/// a URL that can never work fails at once.
+pub(crate) async fn open_channel(
+    url: &str,
+    wait: bool,
+) -> Result<Option<Arc<dyn Channel>>, ControllerError> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match weft_channels::open(url, ChannelOptions::default()).await {
+            Ok(channel) => return Ok(Some(channel)),
+            Err(error @ (ChannelError::Open { .. } | ChannelError::Unavailable { .. })) if wait => {
+                let chain = chain(&error);
+                tracing::warn!(channel = %redact(url), error = %chain, retry_in = ?backoff, "cannot open the channel; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(source) => {
+                return Err(ControllerError::Channel {
+                    url: redact(url),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line, `: `-separated.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The channel URL fit for logs and errors: a password in it becomes `***`.

@@ -60,6 +60,7 @@ pub async fn run(
         },
         dataplane: options.dataplane,
         desired_state: options.manifests.display().to_string(),
+        wait_for_channel: false,
     };
     serve(serve_options, source, shutdown).await
 }

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weft_broker::filter::Filter;
-use weft_channels::{Channel, ChannelOptions};
+use weft_channels::Channel;
 use weft_config::ObjectKey;
 use weft_config::crd::{
     self, Addressable, BrokerResource, BrokerStatus, Condition, READY, TriggerResource,
@@ -120,31 +120,35 @@ pub async fn run_controller(
     let stopped = |mut stopping: watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
-    let server = axum::serve(listener, health).with_graceful_shutdown(stopped(stopping.clone()));
+    let server = axum::serve(listener, health)
+        .with_graceful_shutdown(stopped(stopping.clone()))
+        .into_future();
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), &options.lease_namespace);
     let candidate = Candidate::new(leases, LEASE_NAME, &options.identity, options.lease.clone());
-    let channel = weft_channels::open(&options.channel, ChannelOptions::default())
-        .await
-        .map_err(|source| ControllerError::Channel {
-            url: crate::serve::redact(&options.channel),
-            source,
-        })?;
-    let context = Arc::new(Context {
-        client: client.clone(),
-        channel,
-        options: options.clone(),
-    });
-    println!("weft controller standing by as {}", options.identity);
     let work = async {
+        // Wait for a channel server that is not up yet; the health server answers meanwhile.
+        let channel = tokio::select! {
+            channel = crate::serve::open_channel(&options.channel, true) => channel?,
+            () = stopped(stopping.clone()) => None,
+        };
+        let Some(channel) = channel else {
+            return Ok(()); // shut down before the channel opened
+        };
+        let context = Arc::new(Context {
+            client: client.clone(),
+            channel,
+            options: options.clone(),
+        });
+        println!("weft controller standing by as {}", options.identity);
         loop {
             let mut leadership = tokio::select! {
                 leadership = candidate.lead() => leadership,
-                () = stopped(stopping.clone()) => return,
+                () = stopped(stopping.clone()) => return Ok(()),
             };
             println!("weft controller leading as {}", options.identity);
             tokio::select! {
-                () = reconcile_all(context.clone()) => return,
+                () = reconcile_all(context.clone()) => return Ok(()),
                 () = leadership.lost() => {
                     // Stop reconciling at once; stand for election again.
                     tracing::warn!(identity = %options.identity, "lost the lease; standing by");
@@ -152,16 +156,22 @@ pub async fn run_controller(
                 () = stopped(stopping.clone()) => {
                     // Bounded: an API server that is away leaves the lease to expire.
                     let _ = tokio::time::timeout(RELEASE, leadership.release()).await;
-                    return;
+                    return Ok(());
                 }
             }
         }
     };
-    let (served, ()) = tokio::join!(server, work);
-    served.map_err(|source| ControllerError::Io {
-        what: "health server failed".into(),
-        source,
-    })
+    tokio::pin!(server, work);
+    tokio::select! {
+        served = &mut server => {
+            served.map_err(|source| ControllerError::Io {
+                what: "health server failed".into(),
+                source,
+            })?;
+            work.await
+        }
+        worked = &mut work => worked,
+    }
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>

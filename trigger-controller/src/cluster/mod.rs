@@ -104,6 +104,7 @@ pub async fn run_replica(
             Some(namespace) => format!("kubernetes (namespace {namespace})"),
             None => "kubernetes".into(),
         },
+        wait_for_channel: true,
     };
     serve(serve_options, source, shutdown).await
 }
