@@ -342,7 +342,11 @@ pub async fn run(options: &E2eOptions) -> Result<E2eReport, BenchError> {
     if topology.failing {
         targets.push(("/dls".into(), outcome.accepted.len()));
     }
-    let done = |receiver: &Receiver| targets.iter().all(|(p, n)| receiver.unique(p) >= *n);
+    // Only this run's events count: a channel shared with an earlier run may deliver
+    // some of that run's events again.
+    let done = |receiver: &Receiver| {
+        (targets.iter()).all(|(p, n)| receiver.unique_of_run(p, &outcome.run) >= *n)
+    };
     let mut last_count = receiver.requests();
     let mut last_change = Instant::now();
     while !done(&receiver) {
@@ -365,7 +369,7 @@ pub async fn run(options: &E2eOptions) -> Result<E2eReport, BenchError> {
         let (e, l) = expected_and_lost(&outcome.accepted, &seen, *group, topology.groups);
         expected += e;
         lost += l;
-        if let Some(at) = receiver.last_new(path) {
+        if let Some(at) = receiver.last_new_of_run(path, &outcome.run) {
             last_delivery = last_delivery.max(at);
         }
     }

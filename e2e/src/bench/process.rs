@@ -160,8 +160,22 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Stops it (SIGKILL) and waits for it to be gone.
+    /// Stops it as an operator would (SIGTERM: `weft up` saves its cursors and gives its
+    /// leases up, so the next run on the same channel starts clean), and SIGKILL after
+    /// 10 s; waits for it to be gone.
     pub async fn stop(mut self) {
+        let terminated = tokio::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await
+            .is_ok_and(|status| status.success());
+        if terminated
+            && tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+                .await
+                .is_ok()
+        {
+            return;
+        }
         let _ = self.child.kill().await;
     }
 }

@@ -39,8 +39,8 @@ struct PathCounts {
     others: HashSet<String>,
     /// End-to-end latency of first arrivals that carried a timestamp, µs.
     latency: Histogram<u64>,
-    /// When the last new (non-duplicate) event arrived.
-    last_new: Option<Instant>,
+    /// When each run's latest new (non-duplicate) event arrived.
+    last_new_of_run: HashMap<String, Instant>,
 }
 
 impl PathCounts {
@@ -52,7 +52,7 @@ impl PathCounts {
             runs: HashMap::new(),
             others: HashSet::new(),
             latency: histogram(),
-            last_new: None,
+            last_new_of_run: HashMap::new(),
         }
     }
 
@@ -67,18 +67,28 @@ impl PathCounts {
             self.invalid += 1;
             return;
         };
-        let new = match parse_id(id) {
+        let (new, run) = match parse_id(id) {
             Some((run, seq)) => match self.runs.get_mut(run) {
-                Some(set) => set.insert(seq),
-                None => self.runs.entry(run.to_owned()).or_default().insert(seq),
+                Some(set) => (set.insert(seq), Some(run)),
+                None => (
+                    self.runs.entry(run.to_owned()).or_default().insert(seq),
+                    Some(run),
+                ),
             },
-            None => self.others.insert(id.to_owned()),
+            None => (self.others.insert(id.to_owned()), None),
         };
         if !new {
             self.duplicates += 1;
             return;
         }
-        self.last_new = Some(at);
+        if let Some(run) = run {
+            match self.last_new_of_run.get_mut(run) {
+                Some(last) => *last = at,
+                None => {
+                    self.last_new_of_run.insert(run.to_owned(), at);
+                }
+            }
+        }
         if let Some(latency) = latency {
             self.latency.saturating_record(micros(latency));
         }
@@ -236,16 +246,22 @@ impl Receiver {
             .unwrap_or_default()
     }
 
-    /// How many distinct events arrived on `path`.
-    pub fn unique(&self, path: &str) -> u64 {
+    /// How many distinct events of `run` arrived on `path`.
+    pub fn unique_of_run(&self, path: &str, run: &str) -> u64 {
         let paths = self.shared.paths.lock().unwrap();
-        paths.get(path).map_or(0, PathCounts::unique)
+        paths
+            .get(path)
+            .and_then(|p| p.runs.get(run))
+            .map_or(0, SeqSet::len)
     }
 
-    /// When the last new event arrived on `path`.
-    pub fn last_new(&self, path: &str) -> Option<Instant> {
+    /// When the latest new event of `run` arrived on `path`. Events of an earlier run
+    /// (delivered again after that run's process was killed) do not count.
+    pub fn last_new_of_run(&self, path: &str, run: &str) -> Option<Instant> {
         let paths = self.shared.paths.lock().unwrap();
-        paths.get(path).and_then(|p| p.last_new)
+        paths
+            .get(path)
+            .and_then(|p| p.last_new_of_run.get(run).copied())
     }
 
     /// Everything received so far.
