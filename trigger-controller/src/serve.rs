@@ -50,11 +50,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
     let url = redact(&options.channel);
-    let (stop, stopping) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        stop.send_replace(true);
-    });
+    let stopping = stop_signal(shutdown);
     let listener = bind(&options.addr).await?;
     let local = local_addr(&listener)?;
     if options.wait_for_channel {
@@ -101,12 +97,24 @@ pub async fn serve(
     result
 }
 
+/// Turns `shutdown` into a flag several waiters can watch with [`stopped`].
+pub(crate) fn stop_signal(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> watch::Receiver<bool> {
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+    });
+    stopping
+}
+
 /// Completes once `stopping` turns true (or its sender is gone).
-async fn stopped(mut stopping: watch::Receiver<bool>) {
+pub(crate) async fn stopped(mut stopping: watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
-async fn bind(addr: &str) -> Result<TcpListener, ControllerError> {
+pub(crate) async fn bind(addr: &str) -> Result<TcpListener, ControllerError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ControllerError::Io {
@@ -130,19 +138,12 @@ async fn open_while_listening(
     options: &ServeOptions,
     stop: impl Future<Output = ()>,
 ) -> Result<Option<(Arc<dyn Channel>, TcpListener)>, ControllerError> {
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| ControllerError::Io { what, source }
+    let share = |source| ControllerError::Io {
+        what: "cannot share the listener".into(),
+        source,
     };
-    let socket = listener
-        .into_std()
-        .map_err(io("cannot share the listener"))?;
-    let early = TcpListener::from_std(
-        socket
-            .try_clone()
-            .map_err(io("cannot share the listener"))?,
-    )
-    .map_err(io("cannot share the listener"))?;
+    let socket = listener.into_std().map_err(share)?;
+    let early = TcpListener::from_std(socket.try_clone().map_err(share)?).map_err(share)?;
     let (opened, opening) = tokio::sync::oneshot::channel::<()>();
     let starting = Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
@@ -169,7 +170,7 @@ async fn open_while_listening(
     let Some(channel) = channel? else {
         return Ok(None);
     };
-    let listener = TcpListener::from_std(socket).map_err(io("cannot share the listener"))?;
+    let listener = TcpListener::from_std(socket).map_err(share)?;
     Ok(Some((channel, listener)))
 }
 

@@ -32,8 +32,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use weft_broker::filter::Filter;
 use weft_channels::Channel;
 use weft_config::ObjectKey;
@@ -48,6 +46,7 @@ use super::resolve::resolve;
 use super::{BrokerClass, uri_destination};
 use crate::ControllerError;
 use crate::reconcile::describe;
+use crate::serve::{bind, open_channel, stop_signal, stopped};
 
 /// The finalizer that holds a deleted object until its storage is gone.
 pub const FINALIZER: &str = "eventing.weft.dev/storage";
@@ -101,25 +100,12 @@ pub async fn run_controller(
             what: "cannot connect to the Kubernetes API".into(),
             source,
         })?;
-    let listener =
-        TcpListener::bind(&options.addr)
-            .await
-            .map_err(|source| ControllerError::Io {
-                what: format!("cannot listen on {}", options.addr),
-                source,
-            })?;
+    let listener = bind(&options.addr).await?;
     let health = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(|| async { "ok" }));
     // Shutdown stops the health server and, once reconciling stopped, gives the lease up.
-    let (stop, stopping) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        stop.send_replace(true);
-    });
-    let stopped = |mut stopping: watch::Receiver<bool>| async move {
-        let _ = stopping.wait_for(|stop| *stop).await;
-    };
+    let stopping = stop_signal(shutdown);
     let server = axum::serve(listener, health)
         .with_graceful_shutdown(stopped(stopping.clone()))
         .into_future();
@@ -129,7 +115,7 @@ pub async fn run_controller(
     let work = async {
         // Wait for a channel server that is not up yet; the health server answers meanwhile.
         let channel = tokio::select! {
-            channel = crate::serve::open_channel(&options.channel, true) => channel?,
+            channel = open_channel(&options.channel, true) => channel?,
             () = stopped(stopping.clone()) => None,
         };
         let Some(channel) = channel else {
