@@ -416,16 +416,9 @@ impl Role {
         let Some(mut child) = self.child.take() else {
             return false;
         };
-        let pid = child.id().expect("a running process has a pid").to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
-            Ok(status) => status.expect("wait for weft").success(),
-            Err(_) => panic!(
+        match crate::weft::sigterm(&mut child, Duration::from_secs(30)).await {
+            Some(status) => status.success(),
+            None => panic!(
                 "weft {} did not exit within 30 s of SIGTERM; log:\n{}",
                 self.name,
                 self.log()

@@ -21,7 +21,7 @@
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -477,4 +477,15 @@ impl Weft {
             .expect("the weft CLI finishes within 30 s")
             .expect("run the weft CLI")
     }
+}
+
+/// Sends SIGTERM to `child`, as Kubernetes or an operator stops a process, and waits up
+/// to `within` for it to exit. `None` if it could not be signalled or is still running.
+pub async fn sigterm(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let pid = child.id()?.to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().await;
+    if !sent.is_ok_and(|status| status.success()) {
+        return None;
+    }
+    tokio::time::timeout(within, child.wait()).await.ok()?.ok()
 }

@@ -93,19 +93,28 @@ impl Env {
     }
 
     async fn controller(cluster: &Cluster, channel: &str, namespace: &str, ingress: &Role) -> Role {
-        let mut args = Self::args(channel, namespace);
-        args.extend(
-            [
-                "--ingress-url",
-                &ingress.base_url(),
-                "--lease-namespace",
-                namespace,
-                "--lease-seconds",
-                "4",
-            ]
-            .map(String::from),
-        );
+        let args = Self::controller_args(channel, namespace, ingress, 4);
         Role::start(cluster, "controller", &args).await
+    }
+
+    /// A controller's arguments: this namespace's channel, ingress URL and Lease, which
+    /// lasts `lease_seconds`.
+    fn controller_args(
+        channel: &str,
+        namespace: &str,
+        ingress: &Role,
+        lease_seconds: u32,
+    ) -> Vec<String> {
+        let mut args = Self::args(channel, namespace);
+        args.extend([
+            "--ingress-url".into(),
+            ingress.base_url(),
+            "--lease-namespace".into(),
+            namespace.into(),
+            "--lease-seconds".into(),
+            lease_seconds.to_string(),
+        ]);
+        args
     }
 
     fn weft_broker(&self, name: &str) -> String {
@@ -755,18 +764,7 @@ async fn of_two_controllers_one_leads_and_the_other_takes_over_when_it_dies() {
     let Some(mut env) = Env::start().await else {
         return;
     };
-    let mut args = Env::args(&env.channel, &env.namespace);
-    args.extend(
-        [
-            "--ingress-url",
-            &env.ingress.base_url(),
-            "--lease-namespace",
-            &env.namespace,
-            "--lease-seconds",
-            "4",
-        ]
-        .map(String::from),
-    );
+    let args = Env::controller_args(&env.channel, &env.namespace, &env.ingress, 4);
     let second = Role::start_candidate(&env.cluster, &args).await;
     env.cluster.apply(&env.weft_broker("default")).await;
     env.wait_ready("broker", "default").await;
@@ -788,18 +786,7 @@ async fn a_controller_stopped_with_sigterm_gives_its_lease_up() {
     // Two controllers with a 30 s lease (renewed, and retried by the standby, every ~4 s):
     // without a release, the standby would wait out the whole lease.
     env.controller.kill_9().await;
-    let mut args = Env::args(&env.channel, &env.namespace);
-    args.extend(
-        [
-            "--ingress-url",
-            &env.ingress.base_url(),
-            "--lease-namespace",
-            &env.namespace,
-            "--lease-seconds",
-            "30",
-        ]
-        .map(String::from),
-    );
+    let args = Env::controller_args(&env.channel, &env.namespace, &env.ingress, 30);
     let mut first = Role::start(&env.cluster, "controller", &args).await;
     let leader = first.led_as().expect("the first controller leads");
     let mut second = Role::start_candidate(&env.cluster, &args).await;

@@ -164,19 +164,12 @@ impl Server {
     /// leases up, so the next run on the same channel starts clean), and SIGKILL after
     /// 10 s; waits for it to be gone.
     pub async fn stop(mut self) {
-        let terminated = tokio::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
+        if crate::weft::sigterm(&mut self.child, Duration::from_secs(10))
             .await
-            .is_ok_and(|status| status.success());
-        if terminated
-            && tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-                .await
-                .is_ok()
+            .is_none()
         {
-            return;
+            let _ = self.child.kill().await;
         }
-        let _ = self.child.kill().await;
     }
 }
 
