@@ -37,7 +37,7 @@ impl Default for DataPlaneOptions {
 pub struct DataPlane {
     channel: Arc<dyn Channel>,
     ingress: Arc<Ingress>,
-    client: reqwest::Client,
+    client: delivery::DeliveryClient,
     options: DataPlaneOptions,
     /// Running dispatchers by trigger.
     running: Mutex<HashMap<ObjectKey, RunningTrigger>>,

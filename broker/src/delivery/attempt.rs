@@ -8,11 +8,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::StatusCode;
+use metrics::{Counter, Histogram};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -82,9 +83,7 @@ where
                     Ok(_) => "delivered",
                     Err(error) => error.metric_label(),
                 };
-                metrics::counter!(ATTEMPTS, "outcome" => outcome).increment(1);
-                metrics::histogram!(ATTEMPT_DURATION, "outcome" => outcome)
-                    .record(started.elapsed().as_secs_f64());
+                record(outcome, started.elapsed().as_secs_f64());
                 match &result {
                     Ok(status) => tracing::debug!(%status, "attempt succeeded"),
                     Err(error) => tracing::debug!(error = %error, "attempt failed"),
@@ -93,5 +92,44 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// Every `outcome` label an attempt can have: `delivered` and the values of
+/// [`DeliveryError::metric_label`].
+const OUTCOMES: [&str; 7] = [
+    "delivered",
+    "status_retriable",
+    "status_permanent",
+    "timeout",
+    "transport",
+    "malformed_reply",
+    "reply_not_stored",
+];
+
+/// Counts an attempt and records its duration. The handles of the known outcomes are
+/// registered once per process (the data plane installs the recorder before any delivery
+/// runs) rather than looked up by name on every attempt.
+fn record(outcome: &'static str, seconds: f64) {
+    static METRICS: OnceLock<Vec<(&'static str, Counter, Histogram)>> = OnceLock::new();
+    let known = METRICS.get_or_init(|| {
+        OUTCOMES
+            .iter()
+            .map(|&o| {
+                let count = metrics::counter!(ATTEMPTS, "outcome" => o);
+                let duration = metrics::histogram!(ATTEMPT_DURATION, "outcome" => o);
+                (o, count, duration)
+            })
+            .collect()
+    });
+    match known.iter().find(|(o, _, _)| *o == outcome) {
+        Some((_, count, duration)) => {
+            count.increment(1);
+            duration.record(seconds);
+        }
+        None => {
+            metrics::counter!(ATTEMPTS, "outcome" => outcome).increment(1);
+            metrics::histogram!(ATTEMPT_DURATION, "outcome" => outcome).record(seconds);
+        }
     }
 }

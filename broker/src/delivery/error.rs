@@ -36,7 +36,7 @@ pub enum DeliveryError {
     Transport {
         /// What the HTTP client reported.
         #[source]
-        source: reqwest::Error,
+        source: BoxError,
     },
     /// A 200 response had a body that is not a CloudEvent. Knative treats this as a 502.
     #[error("the sink's reply is not a valid CloudEvent")]

@@ -1,9 +1,10 @@
 //! The wire: the message sent on every attempt, the response read back, and the innermost
-//! service of the stack that POSTs one to the sink with reqwest.
+//! service of the stack that POSTs one to the sink with hyper's pooled client.
 //!
 //! An event is encoded once per delivery into an [`Outgoing`] (headers and a [`Bytes`]
 //! body) that every attempt shares; an attempt clones the header map and bumps the body's
-//! reference count, which is all reqwest needs to own.
+//! reference count, which is all the request needs to own. The sink's URL is converted to
+//! a request URI once, when the sink is built.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +15,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, StatusCode};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 use url::Url;
 use weft_config::event::http::{STRUCTURED_JSON, encode_binary, encode_structured};
@@ -107,17 +113,23 @@ pub(crate) struct SinkResponse {
     pub(crate) truncated: bool,
 }
 
+/// The HTTP client deliveries share: pooled HTTP/1.1 connections per sink.
+pub type DeliveryClient = Client<HttpConnector, Full<Bytes>>;
+
 /// The innermost service: POSTs an [`Outgoing`] to one URL and reads the response.
 #[derive(Clone, Debug)]
 pub(crate) struct HttpSink {
-    client: reqwest::Client,
-    url: Arc<Url>,
+    client: DeliveryClient,
+    uri: Uri,
 }
 
 impl HttpSink {
     /// A sink at `url`, reached with `client`.
-    pub(crate) fn new(client: reqwest::Client, url: Arc<Url>) -> Self {
-        HttpSink { client, url }
+    pub(crate) fn new(client: DeliveryClient, url: &Url) -> Self {
+        // A `Url` is always a valid URI: the parse cannot fail for the http(s) URLs that
+        // manifests accept.
+        let uri = url.as_str().parse().expect("a URL is a valid URI");
+        HttpSink { client, uri }
     }
 }
 
@@ -127,26 +139,27 @@ impl Service<Arc<Outgoing>> for HttpSink {
     type Future = Pin<Box<dyn Future<Output = Result<SinkResponse, DeliveryError>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), DeliveryError>> {
-        // reqwest's pool queues requests itself; the dispatcher bounds what is in flight.
+        // The client's pool queues requests itself; the dispatcher bounds what is in flight.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, outgoing: Arc<Outgoing>) -> Self::Future {
-        let mut request = reqwest::Request::new(Method::POST, Url::clone(&self.url));
+        let mut request = Request::new(Full::new(outgoing.body.clone()));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = outgoing.headers.clone();
-        *request.body_mut() = Some(outgoing.body.clone().into());
-        let sent = self.client.execute(request);
+        let sent = self.client.request(request);
         Box::pin(async move {
-            let transport = |source| DeliveryError::Transport { source };
-            let mut response = sent.await.map_err(transport)?;
-            let status = response.status();
-            let headers = std::mem::take(response.headers_mut());
-            let (body, truncated) = read_body(&mut response, MAX_RESPONSE_BODY)
+            let response = sent
                 .await
-                .map_err(transport)?;
+                .map_err(|e| DeliveryError::Transport { source: e.into() })?;
+            let (parts, body) = response.into_parts();
+            let (body, truncated) = read_body(body, MAX_RESPONSE_BODY)
+                .await
+                .map_err(|e| DeliveryError::Transport { source: e.into() })?;
             Ok(SinkResponse {
-                status,
-                headers,
+                status: parts.status,
+                headers: parts.headers,
                 body,
                 truncated,
             })
@@ -156,56 +169,61 @@ impl Service<Arc<Outgoing>> for HttpSink {
 
 /// Reads at most `limit` bytes of a body; says whether there was more. A body that
 /// arrives in one chunk (the usual case) is kept without copying.
-async fn read_body(
-    response: &mut reqwest::Response,
-    limit: usize,
-) -> Result<(Bytes, bool), reqwest::Error> {
-    let Some(mut first) = response.chunk().await? else {
-        return Ok((Bytes::new(), false));
-    };
-    if first.len() > limit {
-        first.truncate(limit);
-        return Ok((first, true));
-    }
-    let Some(mut next) = response.chunk().await? else {
-        return Ok((first, false));
-    };
-    let mut body = BytesMut::with_capacity(first.len() + next.len());
-    body.extend_from_slice(&first);
-    loop {
-        let room = limit - body.len();
-        if next.len() > room {
-            body.extend_from_slice(&next[..room]);
-            return Ok((body.freeze(), true));
+async fn read_body<B>(mut body: B, limit: usize) -> Result<(Bytes, bool), B::Error>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut single = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(mut data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        let len = joined.as_ref().map_or(single.len(), BytesMut::len);
+        let truncated = data.len() > limit - len;
+        if truncated {
+            data.truncate(limit - len);
         }
-        body.extend_from_slice(&next);
-        match response.chunk().await? {
-            Some(chunk) => next = chunk,
-            None => return Ok((body.freeze(), false)),
+        match joined.as_mut() {
+            None if single.is_empty() => single = data,
+            None => {
+                let mut all = BytesMut::with_capacity(single.len() + data.len());
+                all.extend_from_slice(&single);
+                all.extend_from_slice(&data);
+                joined = Some(all);
+            }
+            Some(all) => all.extend_from_slice(&data),
+        }
+        if truncated {
+            return Ok((joined.map_or(single, BytesMut::freeze), true));
         }
     }
+    Ok((joined.map_or(single, BytesMut::freeze), false))
 }
 
-/// The HTTP client for deliveries: redirects are never followed (a 3xx is a failure),
-/// connections are pooled per sink, and there is no overall timeout (the DeliverySpec's
-/// `timeout` bounds each attempt in the stack). Connecting alone is bounded, so a
-/// black-holed sink without a `timeout` still fails in seconds rather than minutes.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+/// The HTTP client for deliveries: redirects are never followed (a 3xx is a failure; the
+/// client has no redirect support at all), connections are pooled per sink, and there is
+/// no overall timeout (the DeliverySpec's `timeout` bounds each attempt in the stack).
+/// Connecting alone is bounded, so a black-holed sink without a `timeout` still fails in
+/// seconds rather than minutes.
+pub fn http_client() -> DeliveryClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
         // Idle connections kept per sink: enough for a busy trigger's in-flight deliveries.
         .pool_max_idle_per_host(512)
         .pool_idle_timeout(Duration::from_secs(60))
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .build()
-        // Building fails only when a TLS backend or the system resolver configuration
-        // cannot be loaded; this client has no TLS and uses the default resolver.
-        .expect("the delivery HTTP client builds")
+        .pool_timer(TokioTimer::new())
+        .build(connector)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
     use weft_config::AttributeValue;
 
     use super::*;
@@ -251,6 +269,36 @@ mod tests {
         assert_eq!(json["other"], "x");
         assert!(json.get(TTL_EXTENSION).is_none());
         assert!(out.event.extension(TTL_EXTENSION).is_some());
+    }
+
+    fn chunked(chunks: &[&'static str]) -> impl Body<Data = Bytes, Error = Infallible> + Unpin {
+        let frames = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))));
+        StreamBody::new(futures::stream::iter(frames.collect::<Vec<_>>()))
+    }
+
+    #[tokio::test]
+    async fn a_response_body_is_read_whole_or_cut_at_the_limit() {
+        let read = |chunks, limit| read_body(chunked(chunks), limit);
+        assert_eq!(read(&[], 8).await.unwrap(), (Bytes::new(), false));
+        assert_eq!(read(&["hello"], 8).await.unwrap(), ("hello".into(), false));
+        assert_eq!(
+            read(&["he", "llo"], 8).await.unwrap(),
+            ("hello".into(), false)
+        );
+        assert_eq!(
+            read(&["hello", "world"], 8).await.unwrap(),
+            ("hellowor".into(), true)
+        );
+        assert_eq!(
+            read(&["hello world"], 8).await.unwrap(),
+            ("hello wo".into(), true)
+        );
+        assert_eq!(
+            read(&["a", "b", "c"], 3).await.unwrap(),
+            ("abc".into(), false)
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! retry    DeliverySpec: retry cap, backoff, Retry-After          (policy.rs)
 //! attempt  number, span, metrics; classify; store a 200's reply   (attempt.rs, reply.rs)
 //! timeout  DeliverySpec `timeout`, per attempt                    (tower)
-//! sink     POST with reqwest: binary or structured, Prefer: reply (http.rs)
+//! sink     POST with hyper: binary or structured, Prefer: reply (http.rs)
 //! ```
 //!
 //! [`SinkService::deliver`] runs the whole retry loop and returns an [`Outcome`]. On a
@@ -20,7 +20,7 @@
 //! - `policy`: the `tower::retry::Policy` (retry cap, backoff, Retry-After).
 //! - `attempt`: the per-attempt layer (span, metrics, judging the response).
 //! - `reply`: judging a response; [`ReplySink`], where replies go.
-//! - `http`: the encoded request, the response, the reqwest service, [`http_client`].
+//! - `http`: the encoded request, the response, the HTTP service, [`http_client`].
 //! - `dead_letter`: [`dead_letter_event`] and its error extensions.
 //! - `error`: [`DeliveryError`], why an attempt failed.
 
@@ -53,7 +53,7 @@ pub use self::backoff::Backoff;
 pub use self::classify::ResponseClass;
 pub use self::dead_letter::{ERROR_CODE, ERROR_DATA, ERROR_DEST, dead_letter_event};
 pub use self::error::DeliveryError;
-pub use self::http::http_client;
+pub use self::http::{DeliveryClient, http_client};
 pub use self::reply::{ReplyError, ReplySink};
 
 /// Attempts made to deliver events (labels: `outcome`: `delivered`, `status_retriable`,
@@ -158,17 +158,17 @@ impl SinkService {
 /// Builds the delivery service for the sink at `url` from a DeliverySpec. Replies of 200
 /// responses go to `replies`; with `None` (a dead-letter sink) response bodies are ignored.
 pub fn sink_service(
-    client: reqwest::Client,
+    client: DeliveryClient,
     url: Url,
     config: &DeliveryConfig,
     replies: Option<Arc<dyn ReplySink>>,
 ) -> SinkService {
     let url = Arc::new(url);
-    stack(HttpSink::new(client, url.clone()), url, config, replies)
+    stack(HttpSink::new(client, &url), url, config, replies)
 }
 
 /// Composes the delivery stack over `sink`, the service that performs one HTTP exchange.
-/// [`sink_service`] passes the reqwest sink; tests pass a scripted one.
+/// [`sink_service`] passes the HTTP sink; tests pass a scripted one.
 pub(crate) fn stack<S>(
     sink: S,
     url: Arc<Url>,

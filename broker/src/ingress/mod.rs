@@ -37,6 +37,8 @@ pub struct Ingress {
     max_body_size: usize,
     /// Set once desired state has been applied, for `/readyz`.
     ready: AtomicBool,
+    /// Time to append one request's events, registered once.
+    append_seconds: metrics::Histogram,
 }
 
 /// One broker as the ingress sees it.
@@ -46,13 +48,16 @@ struct BrokerRoute {
 }
 
 impl Ingress {
-    /// Creates the ingress over a channel with the given body limit in bytes.
+    /// Creates the ingress over a channel with the given body limit in bytes. Installs the
+    /// metrics recorder first, so that the handles registered from here on record.
     pub fn new(channel: Arc<dyn Channel>, max_body_size: usize) -> Self {
+        telemetry::prometheus();
         Ingress {
             channel,
             brokers: RwLock::new(HashMap::new()),
             max_body_size,
             ready: AtomicBool::new(false),
+            append_seconds: metrics::histogram!(telemetry::INGRESS_APPEND_SECONDS),
         }
     }
 
@@ -215,7 +220,7 @@ async fn publish(
     let started = Instant::now();
     match ingress.channel.append(&route.key, events).await {
         Ok(()) => {
-            metrics::histogram!(telemetry::INGRESS_APPEND_SECONDS).record(started.elapsed());
+            ingress.append_seconds.record(started.elapsed());
             route.accepted.increment(count);
             StatusCode::ACCEPTED.into_response()
         }
