@@ -53,7 +53,8 @@ enum Command {
         /// Largest request body the ingress accepts, in bytes.
         #[arg(long, default_value_t = 1024 * 1024, env = "WEFT_MAX_BODY_SIZE")]
         max_body_size: usize,
-        /// Events in flight per trigger (a trigger's weft.dev/max-in-flight overrides it).
+        /// Events in flight per trigger at most (a trigger's weft.dev/max-in-flight overrides
+        /// it); the window narrows while a sink keeps failing.
         #[arg(long, default_value_t = 256, env = "WEFT_MAX_IN_FLIGHT")]
         max_in_flight: usize,
         /// At start, delete logs and cursors no manifest owns on a shared server too (the

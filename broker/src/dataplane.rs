@@ -10,7 +10,7 @@ use weft_channels::Channel;
 use weft_config::{DeliveryConfig, ObjectKey, TriggerConfig};
 
 use crate::delivery;
-use crate::dispatcher::{BrokerReplies, Dispatcher, TriggerStats, TriggerStatsSnapshot};
+use crate::dispatcher::{BrokerReplies, Dispatcher, TriggerStats, TriggerStatsSnapshot, Window};
 use crate::error::BrokerError;
 use crate::filter::Filter;
 use crate::ingress::{self, Ingress};
@@ -181,10 +181,7 @@ impl DataPlane {
             sink,
             dead_letter,
             order: trigger.order,
-            max_in_flight: trigger
-                .max_in_flight
-                .unwrap_or(self.options.max_in_flight)
-                .max(1),
+            window: Window::new(trigger.max_in_flight.unwrap_or(self.options.max_in_flight)),
             channel: self.channel.clone(),
             stats,
         });

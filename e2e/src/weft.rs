@@ -72,6 +72,8 @@ pub struct TriggerStatus {
     pub delivered: u64,
     /// Events sent to its dead-letter sink.
     pub dead_lettered: u64,
+    /// Deliveries allowed in flight now (narrowed while the sink keeps failing).
+    pub in_flight_window: u64,
 }
 
 /// Which build of the binary to look for next to the running executable.

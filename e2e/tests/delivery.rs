@@ -483,3 +483,69 @@ async fn retry_after_is_honoured_up_to_retry_after_max() {
     let capped = sink.wait_for_path("/capped", 2, secs(10)).await;
     assert_gaps(&capped, &[ms(300)]);
 }
+
+#[tokio::test]
+async fn a_failing_sink_narrows_the_in_flight_window_and_recovery_widens_it() {
+    // The first 8 requests fail with 503 (no retries, so each is a failed event); then the
+    // sink recovers.
+    let sink = Sink::builder()
+        .replies("/shaky", (0..8).map(|_| Reply::status(503)))
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest(
+            "broker.yaml",
+            broker("default").delivery(Delivery::new().retry(0).dead_letter_sink(sink.url("/dls"))),
+        )
+        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/shaky")))
+        .start()
+        .await;
+    let full = weft
+        .wait_for_trigger("t1", secs(5), |t| t.in_flight_window > 0)
+        .await;
+    assert_eq!(full.in_flight_window, 256, "the default maximum");
+
+    for _ in 0..8 {
+        send_one(&weft, "com.example.shaky").await;
+    }
+    sink.wait_for_path("/dls", 8, secs(10)).await;
+    // 256 halves four times to its floor of 256 / 16, and stays there.
+    let narrowed = weft
+        .wait_for_trigger("t1", secs(5), |t| t.dead_lettered == 8)
+        .await;
+    assert_eq!(narrowed.in_flight_window, 16);
+
+    for _ in 0..5 {
+        send_one(&weft, "com.example.shaky").await;
+    }
+    let recovered = weft
+        .wait_for_trigger("t1", secs(5), |t| t.delivered == 5)
+        .await;
+    assert_eq!(
+        recovered.in_flight_window, 21,
+        "one more per delivered event"
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_failure_leaves_the_in_flight_window_alone() {
+    let sink = Sink::builder()
+        .always("/picky", Reply::status(400))
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest(
+            "broker.yaml",
+            broker("default").delivery(Delivery::new().retry(3).dead_letter_sink(sink.url("/dls"))),
+        )
+        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/picky")))
+        .start()
+        .await;
+    for _ in 0..4 {
+        send_one(&weft, "com.example.rejected").await;
+    }
+    let status = weft
+        .wait_for_trigger("t1", secs(5), |t| t.dead_lettered == 4)
+        .await;
+    assert_eq!(status.in_flight_window, 256);
+}

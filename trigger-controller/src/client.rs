@@ -144,6 +144,7 @@ pub fn triggers_table(triggers: &[TriggerStatus]) -> String {
             t.backlog.to_string(),
             t.delivered.to_string(),
             t.dead_lettered.to_string(),
+            t.in_flight_window.to_string(),
             t.reason.clone().unwrap_or_default(),
         ]
     });
@@ -157,6 +158,7 @@ pub fn triggers_table(triggers: &[TriggerStatus]) -> String {
             "WAITING",
             "DELIVERED",
             "DEAD-LETTERED",
+            "IN-FLIGHT",
             "REASON",
         ],
         rows,

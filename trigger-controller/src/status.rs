@@ -148,6 +148,9 @@ pub struct TriggerStatus {
     pub parked: u64,
     /// Events that failed with no dead-letter sink.
     pub dropped: u64,
+    /// Deliveries allowed in flight now: the trigger's maximum, narrowed while its sink
+    /// keeps failing.
+    pub in_flight_window: u64,
 }
 
 fn reason_text(c: &Condition) -> Option<String> {
@@ -216,6 +219,7 @@ async fn triggers(State((board, dataplane)): State<AdminState>) -> Json<Vec<Trig
             dead_lettered: stats.dead_lettered,
             parked: stats.parked,
             dropped: stats.dropped,
+            in_flight_window: stats.in_flight_window,
         });
     }
     Json(out)

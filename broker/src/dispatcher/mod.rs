@@ -8,9 +8,12 @@
 //! ordered, one event per `partitionkey` is in flight and the rest wait in that key's lane.
 //! An event is acknowledged only after its final outcome (delivered, dead-lettered, parked
 //! or dropped for want of a dead-letter sink), so a crash redelivers it: at least once.
+//! The permits come from the trigger's [`Window`], which narrows while its sink keeps
+//! failing and widens again as events are delivered.
 
 mod replies;
 mod stats;
+mod window;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use crate::filter::Filter;
 
 pub(crate) use replies::BrokerReplies;
 pub use stats::{TriggerStats, TriggerStatsSnapshot};
+pub(crate) use window::Window;
 
 /// Everything one trigger's dispatcher needs, built by the data plane from the manifests.
 pub(crate) struct Dispatcher {
@@ -39,7 +43,8 @@ pub(crate) struct Dispatcher {
     /// Delivery to the dead-letter sink, with the same retry policy and no replies.
     pub(crate) dead_letter: Option<(Url, SinkService)>,
     pub(crate) order: DeliveryOrder,
-    pub(crate) max_in_flight: usize,
+    /// How many deliveries may run at once; narrows while the sink keeps failing.
+    pub(crate) window: Window,
     pub(crate) channel: Arc<dyn Channel>,
     pub(crate) stats: Arc<TriggerStats>,
 }
@@ -55,7 +60,8 @@ impl Dispatcher {
     /// Runs until aborted. Aborting drops in-flight deliveries unacknowledged; the channel
     /// hands them out again to the next subscription.
     pub(crate) async fn run(self: Arc<Self>, subscription: Box<dyn Subscription>) {
-        let permits = Arc::new(Semaphore::new(self.max_in_flight));
+        let permits = self.window.permits().clone();
+        self.stats.set_window(self.window.size());
         let (tx, rx) = mpsc::channel::<Vec<Work>>(BATCHES_QUEUED);
         tracing::info!(trigger = %self.trigger, broker = %self.broker, order = ?self.order, "dispatcher started");
         tokio::join!(
@@ -122,19 +128,31 @@ impl Dispatcher {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Delivers one event to its final outcome, then acknowledges it.
-    async fn deliver(self: Arc<Self>, delivery: Delivery, _permit: OwnedSemaphorePermit) {
+    /// Delivers one event to its final outcome, then acknowledges it. The outcome moves
+    /// the trigger's in-flight window.
+    async fn deliver(self: Arc<Self>, delivery: Delivery, permit: OwnedSemaphorePermit) {
         let Delivery { event, ack } = delivery;
         let event = Arc::new(event);
-        let finished = match self.sink.deliver(event.clone()).await {
+        let (finished, delivered) = match self.sink.deliver(event.clone()).await {
             Outcome::Delivered { .. } => {
                 self.stats.delivered();
-                true
+                (true, Some(true))
             }
-            Outcome::Failed(failure) => self.dead_letter(&event, failure).await,
+            Outcome::Failed(failure) => {
+                let congested = failure.retriable.then_some(false);
+                (self.dead_letter(&event, failure).await, congested)
+            }
         };
         if finished {
             ack.ack();
+        }
+        let window = self.window.finish(permit, delivered);
+        let before = self.stats.set_window(window);
+        let max = self.window.max();
+        if before == max && window < max {
+            tracing::warn!(trigger = %self.trigger, window, max, "deliveries keep failing; fewer run at once until the sink recovers");
+        } else if before < max && window == max {
+            tracing::info!(trigger = %self.trigger, window, "deliveries succeed again; the in-flight window is back to its maximum");
         }
     }
 

@@ -16,6 +16,7 @@ pub struct TriggerStats {
     dead_lettered: AtomicU64,
     parked: AtomicU64,
     dropped: AtomicU64,
+    window: AtomicU64,
     counters: [metrics::Counter; 5],
 }
 
@@ -32,6 +33,9 @@ pub struct TriggerStatsSnapshot {
     pub parked: u64,
     /// Events that failed with no dead-letter sink configured.
     pub dropped: u64,
+    /// Deliveries allowed in flight now: the trigger's maximum, less while its sink keeps
+    /// failing (0 before the dispatcher starts).
+    pub in_flight_window: u64,
 }
 
 impl TriggerStats {
@@ -44,6 +48,7 @@ impl TriggerStats {
             dead_lettered: AtomicU64::new(0),
             parked: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            window: AtomicU64::new(0),
             counters: [
                 counter("delivered"),
                 counter("filtered"),
@@ -70,6 +75,11 @@ impl TriggerStats {
         self.bump(&self.dropped, 4);
     }
 
+    /// Records the in-flight window's size; returns the one recorded before.
+    pub(crate) fn set_window(&self, window: usize) -> usize {
+        self.window.swap(window as u64, Ordering::Relaxed) as usize
+    }
+
     fn bump(&self, value: &AtomicU64, counter: usize) {
         value.fetch_add(1, Ordering::Relaxed);
         self.counters[counter].increment(1);
@@ -83,6 +93,7 @@ impl TriggerStats {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             parked: self.parked.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            in_flight_window: self.window.load(Ordering::Relaxed),
         }
     }
 }

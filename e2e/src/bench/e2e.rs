@@ -84,9 +84,9 @@ pub struct E2eOptions {
 pub struct DeadLetters {
     /// Delivery attempts the failing sink answered 503.
     pub attempts: u64,
-    /// Events that should reach the dead-letter sink (every accepted one).
+    /// Events that should reach the dead-letter sink (every accepted one), in the end.
     pub expected: u64,
-    /// Distinct events that did.
+    /// Distinct events that did by the time the healthy trigger had all its events.
     pub received: u64,
 }
 
@@ -160,7 +160,7 @@ impl E2eReport {
         }
         if let Some(d) = &self.dead_letters {
             out.push_str(&format!(
-                "dead letter {} of {} ({} attempts answered 503)\n",
+                "dead letter {} of {} so far ({} attempts answered 503)\n",
                 d.received, d.expected, d.attempts
             ));
         }
@@ -339,9 +339,8 @@ pub async fn run(options: &E2eOptions) -> Result<E2eReport, BenchError> {
     for (path, group) in &expect {
         targets.push((path.clone(), group_size(*group)));
     }
-    if topology.failing {
-        targets.push(("/dls".into(), outcome.accepted.len()));
-    }
+    // The failing trigger's dead letters are not waited for: its in-flight window narrows
+    // while its sink fails, so they trickle in long after the healthy trigger is done.
     // Only this run's events count: a channel shared with an earlier run may deliver
     // some of that run's events again.
     let done = |receiver: &Receiver| {
