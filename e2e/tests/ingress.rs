@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use weft_config::event::http::{STRUCTURED_JSON, encode_binary};
 use weft_e2e::producer::content_type;
-use weft_e2e::{Producer, Sink, Weft, broker, event, secs, trigger};
+use weft_e2e::{Producer, Sink, Weft, broker, event, ms, secs, trigger};
 
 /// A broker `default` with one trigger that sends everything to `sink`'s `/all`.
 async fn weft_with_sink(sink: &Sink) -> Weft {
@@ -338,21 +338,41 @@ async fn health_readiness_and_metrics_endpoints_answer() {
             .unwrap();
         assert_eq!(sent.status, StatusCode::OK, "{path}");
     }
-    let metrics = producer
-        .request(
-            Method::GET,
-            &format!("{}/metrics", weft.base_url()),
-            HeaderMap::new(),
-            Bytes::new(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(metrics.status, StatusCode::OK);
-    assert!(
-        metrics.body.lines().any(|l| l.starts_with("weft_")),
-        "Prometheus samples named weft_*: {}",
-        metrics.body
-    );
+    // The accepted event, its delivery and the attempt are counted (the dispatcher counts
+    // right after the sink's answer, so give it a moment).
+    let expected = [
+        ("weft_ingress_events_accepted_total", "default/default", 1),
+        ("weft_dispatcher_events_total", "outcome=\"delivered\"", 1),
+        ("weft_delivery_attempts_total", "outcome=\"delivered\"", 1),
+    ];
+    let mut body = String::new();
+    for _ in 0..50 {
+        let metrics = producer
+            .request(
+                Method::GET,
+                &format!("{}/metrics", weft.base_url()),
+                HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(metrics.status, StatusCode::OK);
+        body = metrics.body;
+        let sample = |name: &str, label: &str| {
+            body.lines()
+                .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if expected
+            .iter()
+            .all(|(name, label, value)| sample(name, label) == Some(*value))
+        {
+            return;
+        }
+        tokio::time::sleep(ms(100)).await;
+    }
+    panic!("expected samples {expected:?} in /metrics:\n{body}");
 }
 
 #[tokio::test]

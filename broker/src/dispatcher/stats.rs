@@ -1,6 +1,7 @@
 //! Per-trigger outcome counters, kept in memory for `weft get triggers` and mirrored to
 //! Prometheus.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -17,7 +18,10 @@ pub struct TriggerStats {
     parked: AtomicU64,
     dropped: AtomicU64,
     window: AtomicU64,
-    counters: [metrics::Counter; 5],
+    trigger: ObjectKey,
+    /// The Prometheus counters, registered at the trigger's first outcome: a thousand idle
+    /// triggers then hold no registry entries (about 1.5 KiB each).
+    counters: OnceLock<[metrics::Counter; 5]>,
 }
 
 /// A copy of a trigger's counters.
@@ -41,7 +45,6 @@ pub struct TriggerStatsSnapshot {
 impl TriggerStats {
     /// Fresh counters for a trigger.
     pub fn new(trigger: &ObjectKey) -> Self {
-        let counter = |outcome: &'static str| metrics::counter!(telemetry::DISPATCH_EVENTS, "trigger" => trigger.to_string(), "outcome" => outcome);
         TriggerStats {
             delivered: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
@@ -49,13 +52,8 @@ impl TriggerStats {
             parked: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             window: AtomicU64::new(0),
-            counters: [
-                counter("delivered"),
-                counter("filtered"),
-                counter("dead_lettered"),
-                counter("parked"),
-                counter("dropped"),
-            ],
+            trigger: trigger.clone(),
+            counters: OnceLock::new(),
         }
     }
 
@@ -82,7 +80,13 @@ impl TriggerStats {
 
     fn bump(&self, value: &AtomicU64, counter: usize) {
         value.fetch_add(1, Ordering::Relaxed);
-        self.counters[counter].increment(1);
+        let counters = self.counters.get_or_init(|| {
+            let trigger = self.trigger.to_string();
+            ["delivered", "filtered", "dead_lettered", "parked", "dropped"].map(|outcome| {
+                metrics::counter!(telemetry::DISPATCH_EVENTS, "trigger" => trigger.clone(), "outcome" => outcome)
+            })
+        });
+        counters[counter].increment(1);
     }
 
     /// The current counts.
