@@ -191,6 +191,19 @@ impl Default for ChannelOptions {
     }
 }
 
+/// A channel URL fit for logs and error messages: a password in it becomes `***`.
+/// Every error that names a channel URL carries it in this form.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only a URL that cannot have a password refuses one; this one has one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Opens the channel a URL names: `sqlite://PATH` (a file, created if missing),
 /// `postgres://…` (see [`postgres`]), `kafka://HOST:PORT[,…][?…]` (see [`kafka`]),
 /// `nats://HOST:PORT[,…][?…]` (see [`nats`]) or `memory://`.
@@ -215,7 +228,7 @@ pub async fn open(url: &str, options: ChannelOptions) -> Result<Arc<dyn Channel>
         )),
         #[cfg(feature = "nats")]
         "nats" => Ok(Arc::new(nats::NatsChannel::open(url, options).await?)),
-        _ => Err(ChannelError::UnsupportedUrl { url: url.into() }),
+        _ => Err(ChannelError::UnsupportedUrl { url: redact(url) }),
     }
 }
 
@@ -232,5 +245,25 @@ mod tests {
         fn send<T: Send>(_: &T) {}
         let opening = super::open("memory://", super::ChannelOptions::default());
         send(&opening);
+    }
+
+    #[test]
+    fn a_password_in_the_channel_url_is_not_shown() {
+        assert_eq!(
+            super::redact("postgres://weft:s3cret@db:5432/weft?lease=PT10S"),
+            "postgres://weft:***@db:5432/weft?lease=PT10S"
+        );
+        assert_eq!(super::redact("kafka://k:9092"), "kafka://k:9092");
+        assert_eq!(super::redact("not a url"), "not a url");
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_url_without_its_password() {
+        let Err(error) = super::open("nosuch://weft:s3cret@db/x", Default::default()).await else {
+            panic!("an unknown scheme opens nothing");
+        };
+        let text = error.to_string();
+        assert!(text.contains("nosuch://weft:***@db/x"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 }

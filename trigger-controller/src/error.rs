@@ -5,15 +5,10 @@ use std::path::PathBuf;
 /// What can stop the control plane or its client commands.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
-    /// The channel named by `--channel` could not be opened.
-    #[error("cannot open channel {url}: {source}")]
-    Channel {
-        /// The channel URL.
-        url: String,
-        /// What the channel reported.
-        #[source]
-        source: weft_channels::ChannelError,
-    },
+    /// The channel named by `--channel` could not be opened. The channel's error names
+    /// the URL (without its password).
+    #[error(transparent)]
+    Channel(weft_channels::ChannelError),
     /// The manifest path cannot be watched.
     #[error("cannot watch {path}: {source}")]
     Watch {

@@ -49,7 +49,7 @@ pub async fn serve(
     mut source: impl StateSource + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
-    let url = redact(&options.channel);
+    let url = weft_channels::redact(&options.channel);
     let stopping = stop_signal(shutdown);
     let listener = bind(&options.addr).await?;
     let local = local_addr(&listener)?;
@@ -187,15 +187,12 @@ pub(crate) async fn open_channel(
             Ok(channel) => return Ok(Some(channel)),
             Err(error @ (ChannelError::Open { .. } | ChannelError::Unavailable { .. })) if wait => {
                 let chain = chain(&error);
-                tracing::warn!(channel = %redact(url), error = %chain, retry_in = ?backoff, "cannot open the channel; retrying");
+                tracing::warn!(channel = %weft_channels::redact(url), error = %chain, retry_in = ?backoff, "cannot open the channel; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
             Err(source) => {
-                return Err(ControllerError::Channel {
-                    url: redact(url),
-                    source,
-                });
+                return Err(ControllerError::Channel(source));
             }
         }
     }
@@ -211,31 +208,4 @@ fn chain(error: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
-}
-
-/// The channel URL fit for logs and errors: a password in it becomes `***`.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Only a URL that cannot have a password refuses one; this one has one.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn a_password_in_the_channel_url_is_not_logged() {
-        assert_eq!(
-            redact("postgres://weft:s3cret@db:5432/weft?lease=PT10S"),
-            "postgres://weft:***@db:5432/weft?lease=PT10S"
-        );
-        assert_eq!(redact("kafka://k:9092"), "kafka://k:9092");
-        assert_eq!(redact("not a url"), "not a url");
-    }
 }

@@ -74,13 +74,13 @@ impl KafkaConfig {
     /// Parses a `kafka://` URL.
     pub fn parse(url: &str) -> Result<Self, ChannelError> {
         let invalid = |reason| ChannelError::InvalidUrl {
-            url: url.to_owned(),
+            url: crate::redact(url),
             reason,
         };
         let rest = url
             .strip_prefix("kafka://")
             .ok_or_else(|| ChannelError::UnsupportedUrl {
-                url: url.to_owned(),
+                url: crate::redact(url),
             })?;
         let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
         let hosts = hosts.strip_suffix('/').unwrap_or(hosts);

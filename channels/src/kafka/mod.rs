@@ -288,7 +288,7 @@ impl KafkaChannel {
         let _ = options;
         let config = KafkaConfig::parse(url)?;
         let failed = |e: KafkaError| ChannelError::Open {
-            url: url.to_owned(),
+            url: crate::redact(url),
             source: Box::new(e),
         };
         let mut client = ClientConfig::new();

@@ -41,13 +41,13 @@ impl Config {
     /// Reads `nats://HOST:PORT[,HOST:PORT…][?prefix=weft&ack_wait=30s&max_ack_pending=1024&replicas=1&timeout=5s&max_age=0]`.
     pub(super) fn parse(url: &str) -> Result<Self, ChannelError> {
         let invalid = |reason| ChannelError::InvalidUrl {
-            url: url.to_owned(),
+            url: crate::redact(url),
             reason,
         };
         let rest = url
             .strip_prefix("nats://")
             .ok_or_else(|| ChannelError::UnsupportedUrl {
-                url: url.to_owned(),
+                url: crate::redact(url),
             })?;
         if rest.contains('#') {
             return Err(invalid("fragments are not supported"));

@@ -197,7 +197,7 @@ impl NatsChannel {
         let _ = options;
         let config = Config::parse(url)?;
         let failed = |source: crate::error::BoxError| ChannelError::Open {
-            url: url.to_owned(),
+            url: crate::redact(url),
             source,
         };
         let client = ConnectOptions::new()

@@ -414,12 +414,12 @@ struct Settings {
 /// Parses a `postgres://` or `postgresql://` URL, taking Weft's parameters out of it.
 fn parse_url(url: &str) -> Result<Settings, ChannelError> {
     let invalid = |reason| ChannelError::InvalidUrl {
-        url: url.to_owned(),
+        url: crate::redact(url),
         reason,
     };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(ChannelError::UnsupportedUrl {
-            url: url.to_owned(),
+            url: crate::redact(url),
         });
     }
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
@@ -480,7 +480,7 @@ impl PostgresChannel {
     pub async fn open(url: &str, options: ChannelOptions) -> Result<Self, ChannelError> {
         let settings = parse_url(url)?;
         let failed = |source: BoxError| ChannelError::Open {
-            url: url.to_owned(),
+            url: crate::redact(url),
             source,
         };
         let pool_options = |size| {

@@ -217,7 +217,7 @@ struct SqliteUrl {
 /// Parses a `sqlite://PATH[?synchronous=full|normal]` URL.
 fn parse_url(url: &str) -> Result<SqliteUrl, ChannelError> {
     let invalid = |reason| ChannelError::InvalidUrl {
-        url: url.to_owned(),
+        url: crate::redact(url),
         reason,
     };
     let (location, query) = url.split_once('?').unwrap_or((url, ""));
@@ -243,13 +243,13 @@ fn parse_url(url: &str) -> Result<SqliteUrl, ChannelError> {
 /// The file a `sqlite://PATH` URL names.
 fn path_of(url: &str) -> Result<PathBuf, ChannelError> {
     let invalid = |reason| ChannelError::InvalidUrl {
-        url: url.to_owned(),
+        url: crate::redact(url),
         reason,
     };
     let path = url
         .strip_prefix("sqlite://")
         .ok_or_else(|| ChannelError::UnsupportedUrl {
-            url: url.to_owned(),
+            url: crate::redact(url),
         })?;
     if path.is_empty() {
         return Err(invalid("the file path is empty"));
@@ -266,7 +266,7 @@ impl SqliteChannel {
     pub async fn open(url: &str, options: ChannelOptions) -> Result<Self, ChannelError> {
         let SqliteUrl { path, synchronous } = parse_url(url)?;
         let failed = |source: BoxError| ChannelError::Open {
-            url: url.to_owned(),
+            url: crate::redact(url),
             source,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
