@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use weft_config::event::http::{STRUCTURED_JSON, encode_binary};
+use weft_config::event::http::{STRUCTURED_JSON, encode_binary, encode_structured};
 use weft_e2e::producer::content_type;
 use weft_e2e::{Producer, Sink, Weft, broker, event, ms, secs, trigger};
 
@@ -108,6 +108,63 @@ async fn every_content_mode_reaches_the_sink_with_attributes_and_data_intact() {
             "knativebrokerttl is stripped before delivery"
         );
     }
+}
+
+#[tokio::test]
+async fn the_producers_trace_context_reaches_the_sink() {
+    let sink = Sink::start().await;
+    let weft = weft_with_sink(&sink).await;
+    let url = weft.url("default", "default");
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let own = "00-11111111111111111111111111111111-2222222222222222-01";
+
+    // Binary and structured requests with W3C trace headers; an event with a trace context
+    // of its own keeps it; an invalid header is ignored.
+    let cases = [
+        ("binary", None, Some(parent), Some(parent)),
+        ("structured", None, Some(parent), Some(parent)),
+        ("own", Some(own), Some(parent), Some(own)),
+        ("invalid", None, Some("00-not-a-trace-01"), None),
+    ];
+    let mut sent = Vec::new();
+    for (name, ext, header, _) in cases {
+        let mut builder = event(&format!("com.example.{name}"));
+        if let Some(ext) = ext {
+            builder = builder.ext("traceparent", ext);
+        }
+        let e = builder.json("{}").build();
+        let mut headers = HeaderMap::new();
+        let body = if name == "structured" {
+            headers.insert("content-type", HeaderValue::from_static(STRUCTURED_JSON));
+            encode_structured(&e)
+        } else {
+            encode_binary(&e, &mut headers)
+        };
+        if let Some(header) = header {
+            headers.insert("traceparent", HeaderValue::from_str(header).unwrap());
+            headers.insert("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE"));
+        }
+        let status = Producer::new()
+            .post(&url, headers, body)
+            .await
+            .unwrap()
+            .status;
+        assert_eq!(status, StatusCode::ACCEPTED, "{name}");
+        sent.push(e);
+    }
+
+    let received = sink.wait_for(cases.len(), secs(10)).await;
+    for ((name, _, _, expected), e) in cases.iter().zip(&sent) {
+        let got = received.iter().find(|r| r.id() == e.id()).unwrap();
+        assert_eq!(got.header("traceparent"), *expected, "{name}: HTTP header");
+        assert_eq!(
+            got.ext("traceparent").as_deref(),
+            *expected,
+            "{name}: extension"
+        );
+    }
+    let binary = received.iter().find(|r| r.id() == sent[0].id()).unwrap();
+    assert_eq!(binary.header("tracestate"), Some("congo=t61rcWkgMzE"));
 }
 
 #[tokio::test]

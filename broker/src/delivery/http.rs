@@ -27,7 +27,7 @@ use weft_config::event::http::{STRUCTURED_JSON, encode_binary, encode_structured
 use weft_config::{Event, EventFormat};
 
 use super::error::DeliveryError;
-use crate::ingress::admit::TTL_EXTENSION;
+use crate::ingress::admit::{TRACEPARENT, TRACESTATE, TTL_EXTENSION};
 
 /// The most bytes read from a response body: enough for any reply the ingress would take,
 /// and a bound on what a misbehaving sink can make Weft buffer.
@@ -35,6 +35,10 @@ pub(crate) const MAX_RESPONSE_BODY: usize = 1 << 20;
 
 /// `knativebrokerttl` as a binary-mode header: the hop count stays inside the broker.
 const TTL_HEADER: &str = "ce-knativebrokerttl";
+
+/// The W3C Trace Context headers.
+const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(TRACEPARENT);
+const TRACESTATE_HEADER: HeaderName = HeaderName::from_static(TRACESTATE);
 
 /// `Prefer: reply`, which brokers must send to subscribers.
 const PREFER: HeaderName = HeaderName::from_static("prefer");
@@ -77,6 +81,19 @@ impl Outgoing {
             }
         };
         headers.insert(PREFER, HeaderValue::from_static("reply"));
+        // The event's trace context (see `admit::adopt_trace_context`) as W3C Trace
+        // Context headers, which is where the sink's tracing looks for its parent.
+        for (extension, header) in [
+            (TRACEPARENT, TRACEPARENT_HEADER),
+            (TRACESTATE, TRACESTATE_HEADER),
+        ] {
+            if let Some(value) = event
+                .extension(extension)
+                .and_then(|v| HeaderValue::from_str(&v.as_str()).ok())
+            {
+                headers.insert(header, value);
+            }
+        }
         Outgoing {
             event,
             headers,
@@ -269,6 +286,27 @@ mod tests {
         assert_eq!(json["other"], "x");
         assert!(json.get(TTL_EXTENSION).is_none());
         assert!(out.event.extension(TTL_EXTENSION).is_some());
+    }
+
+    #[test]
+    fn the_trace_context_goes_out_as_w3c_headers_in_both_modes() {
+        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        for format in [EventFormat::Binary, EventFormat::Json] {
+            assert!(
+                Outgoing::encode(event(), format)
+                    .headers
+                    .get(TRACEPARENT)
+                    .is_none()
+            );
+            let mut e = event();
+            e.set_extension(TRACEPARENT, AttributeValue::String(parent.into()))
+                .unwrap();
+            e.set_extension(TRACESTATE, AttributeValue::String("congo=t61".into()))
+                .unwrap();
+            let out = Outgoing::encode(e, format);
+            assert_eq!(out.headers[TRACEPARENT], parent, "{format:?}");
+            assert_eq!(out.headers[TRACESTATE], "congo=t61", "{format:?}");
+        }
     }
 
     fn chunked(chunks: &[&'static str]) -> impl Body<Data = Bytes, Error = Infallible> + Unpin {

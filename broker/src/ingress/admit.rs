@@ -1,5 +1,6 @@
 //! What the ingress adds to every event it accepts, producers' and replies alike: the
-//! arrival time and the hop limit that stops reply loops.
+//! arrival time and the hop limit that stops reply loops; and, for producers' events, the
+//! request's W3C trace context.
 
 use weft_config::event::{AttributeValue, Event};
 
@@ -9,6 +10,11 @@ pub const TTL_EXTENSION: &str = "knativebrokerttl";
 pub const ARRIVAL_EXTENSION: &str = "knativearrivaltime";
 /// The hop limit given to events that arrive without one.
 pub const DEFAULT_TTL: i32 = 255;
+/// The CloudEvents Distributed Tracing extension, and the W3C Trace Context header of the
+/// same name.
+pub const TRACEPARENT: &str = "traceparent";
+/// The vendor part of the trace context, extension and header alike.
+pub const TRACESTATE: &str = "tracestate";
 
 /// Why an event may not enter a broker.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +62,41 @@ pub fn admit(event: &mut Event, arrival_time: &str) -> Result<(), AdmitError> {
     Ok(())
 }
 
+/// Keeps the request's W3C trace context (`traceparent`, `tracestate` headers) with an event
+/// that carries none, as the CloudEvents Distributed Tracing extension, so that the trace
+/// continues across the log to the sinks (delivery sends it as headers again). An event's
+/// own `traceparent` wins; a header that is not a valid `traceparent` is ignored.
+pub fn adopt_trace_context(event: &mut Event, traceparent: Option<&str>, tracestate: Option<&str>) {
+    let Some(traceparent) = traceparent.filter(|t| is_traceparent(t)) else {
+        return;
+    };
+    if event.extension(TRACEPARENT).is_some() {
+        return;
+    }
+    set_string(event, TRACEPARENT, traceparent);
+    if let Some(tracestate) = tracestate.filter(|t| !t.is_empty()) {
+        set_string(event, TRACESTATE, tracestate);
+    }
+}
+
+/// Whether `value` has the form of a W3C `traceparent`: `version-traceid-parentid-flags`
+/// in lower-case hex of 2, 32, 16 and 2 digits, neither id all zeros.
+fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    matches!(parts.as_slice(), [version, trace, parent, flags, ..]
+        if hex(version, 2) && *version != "ff"
+            && hex(trace, 32) && nonzero(trace)
+            && hex(parent, 16) && nonzero(parent)
+            && hex(flags, 2)
+            && (parts.len() == 4 || *version != "00"))
+}
+
 /// Sets the hop count as a string, as it travels in a `ce-` header.
 pub fn set_ttl(event: &mut Event, ttl: i32) {
     set_string(event, TTL_EXTENSION, &ttl.to_string());
@@ -95,6 +136,47 @@ mod tests {
             e.extension(ARRIVAL_EXTENSION),
             Some(&AttributeValue::String("2024-01-01T00:00:00Z".into()))
         );
+    }
+
+    const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    #[test]
+    fn the_requests_trace_context_is_kept_unless_the_event_has_its_own() {
+        let text = |e: &Event, name| e.extension(name).map(|v| v.as_str().into_owned());
+        let mut e = event_with_ttl(None);
+        adopt_trace_context(&mut e, Some(PARENT), Some("congo=t61rcWkgMzE"));
+        assert_eq!(text(&e, TRACEPARENT).as_deref(), Some(PARENT));
+        assert_eq!(text(&e, TRACESTATE).as_deref(), Some("congo=t61rcWkgMzE"));
+
+        let own = "00-11111111111111111111111111111111-2222222222222222-00";
+        let mut e = event_with_ttl(None);
+        e.set_extension(TRACEPARENT, AttributeValue::String(own.into()))
+            .unwrap();
+        adopt_trace_context(&mut e, Some(PARENT), Some("congo=x"));
+        assert_eq!(text(&e, TRACEPARENT).as_deref(), Some(own));
+        assert_eq!(text(&e, TRACESTATE), None);
+    }
+
+    #[test]
+    fn an_invalid_traceparent_header_is_ignored() {
+        for bad in [
+            "",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+        ] {
+            let mut e = event_with_ttl(None);
+            adopt_trace_context(&mut e, Some(bad), None);
+            assert_eq!(e.extension(TRACEPARENT), None, "{bad}");
+        }
+        // A later version may append fields.
+        let mut e = event_with_ttl(None);
+        let v1 = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-cafe";
+        adopt_trace_context(&mut e, Some(v1), None);
+        assert!(e.extension(TRACEPARENT).is_some());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The broker ingress: `POST /<namespace>/<broker>`.
 //!
 //! A request is read (up to the body limit), decoded in whichever content mode it uses,
-//! stamped ([`admit`]), and appended to the broker's channel. The answer is 202 only after
+//! stamped ([`admit`]: arrival time, hop limit, the request's trace context), and
+//! appended to the broker's channel. The answer is 202 only after
 //! the channel says the append is durable; concurrent requests share one durable commit
 //! because the channel groups them. Status codes follow Knative's broker: 400 for a
 //! malformed event, 404 for an unknown broker, 405 for other methods, 413 above the body
@@ -210,7 +211,10 @@ async fn publish(
         return reply(StatusCode::BAD_REQUEST, "the batch holds no events");
     }
     let arrival = admit::now_rfc3339();
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let (traceparent, tracestate) = (header(admit::TRACEPARENT), header(admit::TRACESTATE));
     for event in &mut events {
+        admit::adopt_trace_context(event, traceparent, tracestate);
         if let Err(e) = admit::admit(event, &arrival) {
             reject("ttl");
             return reply(StatusCode::BAD_REQUEST, &e.to_string());
