@@ -1,16 +1,21 @@
 //! SQLite-only behaviour that the conformance suite cannot express: what survives when
-//! the process stops without closing the channel.
+//! the process stops without closing the channel, and what keeps the files small while
+//! events pour in.
 
 #![cfg(feature = "sqlite")]
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use common::{events, ids, key, take};
 use weft_channels::sqlite::SqliteChannel;
 use weft_channels::{Channel, ChannelOptions};
+use weft_config::Event;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -69,6 +74,90 @@ fn abrupt_stop_loses_no_appended_event() {
             unacked.iter().all(|id| again.contains(id)),
             "no unacked event is lost"
         );
+        ch.close().await.unwrap();
+    });
+}
+
+/// 48 MiB of events from 8 producers at once: the write-ahead log is copied back and
+/// started over as it goes, so it never holds more than a few MiB.
+#[test]
+fn the_write_ahead_log_stays_small_under_sustained_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/weft.db", dir.path().display());
+    let broker = key("b");
+    runtime().block_on(async {
+        let ch = Arc::new(
+            SqliteChannel::open(&url, ChannelOptions::default())
+                .await
+                .unwrap(),
+        );
+        ch.ensure_log(&broker).await.unwrap();
+        let data = Bytes::from(vec![b'x'; 16 * 1024]);
+        let producers: Vec<_> = (0..8)
+            .map(|p| {
+                let (ch, broker, data) = (Arc::clone(&ch), broker.clone(), data.clone());
+                tokio::spawn(async move {
+                    for batch in 0..24 {
+                        let events = (0..16)
+                            .map(|i| {
+                                let mut e =
+                                    Event::new(format!("p{p}-{batch}-{i}"), "/t", "t").unwrap();
+                                e.set_data(Some(data.clone()));
+                                e
+                            })
+                            .collect();
+                        ch.append(&broker, events).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for producer in producers {
+            producer.await.unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("weft.db-wal"))
+            .unwrap()
+            .len();
+        assert!(
+            wal < 16 << 20,
+            "the write-ahead log holds {} MiB after 48 MiB of appends",
+            wal >> 20
+        );
+        ch.close().await.unwrap();
+    });
+}
+
+/// When a trigger that held back 24,577 events goes away, they are all deleted within a
+/// second or so, not 4,096 every half second.
+#[test]
+fn retention_catches_up_with_a_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/weft.db", dir.path().display());
+    let (broker, trigger) = (key("b"), key("t"));
+    runtime().block_on(async {
+        let ch = SqliteChannel::open(&url, ChannelOptions::default())
+            .await
+            .unwrap();
+        ch.ensure_log(&broker).await.unwrap();
+        let sub = ch.subscribe(&broker, &trigger).await.unwrap();
+        let total = 6 * 4096 + 1;
+        for from in (1..=total).step_by(256) {
+            ch.append(&broker, events(from, (from + 255).min(total)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(ch.stored_events(&broker).await.unwrap(), total as u64);
+        drop(sub);
+        ch.delete_subscription(&broker, &trigger).await.unwrap();
+        let released = Instant::now();
+        while ch.stored_events(&broker).await.unwrap() > 0 {
+            assert!(
+                released.elapsed() < Duration::from_millis(1500),
+                "{} of {total} passed events still stored after {:?}",
+                ch.stored_events(&broker).await.unwrap(),
+                released.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         ch.close().await.unwrap();
     });
 }

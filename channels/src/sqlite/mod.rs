@@ -28,11 +28,16 @@
 //!   trigger in that process each receive every event above the cursor.
 //! - **Retention**: twice a second, events that every cursor of their broker has passed
 //!   are deleted, oldest first and at most 4096 per log per run so a released backlog
-//!   never stalls appends; a broker without cursors keeps none (a new trigger starts at
-//!   the end).
-//! - **Checkpoints** run on their own connection every 100 ms (passive), never inside a
-//!   commit, so appends do not pause while the write-ahead log is copied back. Parked events are kept until an operator removes them, even after their broker
-//!   is deleted.
+//!   never stalls appends; while a run leaves some behind, runs come every 50 ms, so
+//!   retention keeps up with any rate the log is written at. A broker without cursors
+//!   keeps none (a new trigger starts at the end). Parked events are kept until an
+//!   operator removes them, even after their broker is deleted.
+//! - **Checkpoints** are SQLite's own: the writer copies the write-ahead log back into the
+//!   database file after a commit that leaves it above 1,000 pages (about 4 MiB), and the
+//!   log then starts over, so it stays small under any load. The appends that arrive
+//!   meanwhile wait and share the next group commit. (A checkpointer on a connection of
+//!   its own never caught up with a busy writer: the log then grew without bound, by
+//!   hundreds of MiB a minute, and its large syncs stalled commits for up to 2 s.)
 //!
 //! # Layout
 //! - [`SqliteChannel`]: the [`Channel`] implementation, opening, status queries.
@@ -71,8 +76,6 @@ const BACKEND: &str = "sqlite";
 const SEQ_BITS: u32 = 40;
 /// The largest sequence number a log can hold (about 10^12 events).
 const MAX_SEQ: u64 = (1 << SEQ_BITS) - 1;
-/// How often the checkpointer copies the write-ahead log into the database file.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The `events` key of a broker's event: `(broker_id << 40) | seq`. A log's keys form the
 /// contiguous range `event_key(id, 0) .. event_key(id, MAX_SEQ)`.
@@ -99,14 +102,6 @@ pub struct SqliteChannel {
     /// The way to the writer; taken by `close`, after which calls fail with `Closed`.
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// Copies the write-ahead log into the database file; aborted on close and drop.
-    checkpointer: JoinHandle<()>,
-}
-
-impl Drop for SqliteChannel {
-    fn drop(&mut self) {
-        self.checkpointer.abort();
-    }
 }
 
 /// What the channel, its subscriptions and the writer share.
@@ -185,29 +180,6 @@ async fn migrate(options: SqliteConnectOptions) -> Result<(), BoxError> {
     Ok(result?)
 }
 
-/// Copies committed pages from the write-ahead log into the database file, on its own
-/// connection, so that the writer's commits never stop for a checkpoint (the writer runs
-/// with `wal_autocheckpoint=0`). A passive checkpoint waits for nobody; what it cannot
-/// copy yet it copies next time.
-async fn checkpoint(mut conn: sqlx::SqliteConnection, shared: std::sync::Weak<Shared>) {
-    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match shared.upgrade() {
-            Some(shared) if !shared.closed.load(Ordering::Acquire) => {}
-            _ => break,
-        }
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut conn)
-            .await
-        {
-            tracing::warn!(%error, "sqlite checkpoint failed; retrying");
-        }
-    }
-    let _ = sqlx::Connection::close(conn).await;
-}
-
 /// What a `sqlite://PATH[?synchronous=full|normal]` URL names.
 struct SqliteUrl {
     path: PathBuf,
@@ -284,9 +256,6 @@ impl SqliteChannel {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
-            // The checkpointer task copies the log into the database file, so commits
-            // never pause for a checkpoint.
-            .pragma("wal_autocheckpoint", "0")
             // Room for every insert shape (see `writer`) besides the other statements.
             .statement_cache_capacity(256);
         migrate(writer.clone()).await.map_err(failed)?;
@@ -325,14 +294,6 @@ impl SqliteChannel {
             closed: AtomicBool::new(false),
             commits: AtomicU64::new(0),
         });
-        let checkpointer = tokio::spawn(checkpoint(
-            writer
-                .clone()
-                .connect()
-                .await
-                .map_err(|e| failed(e.into()))?,
-            Arc::downgrade(&shared),
-        ));
         let (commands, queue) = mpsc::channel(QUEUE);
         let writer = Writer {
             conn,
@@ -340,13 +301,13 @@ impl SqliteChannel {
             commands: queue,
             max_batch: options.max_batch.max(1),
             retention_due: true,
+            retention_backlog: false,
             flush_due: false,
         };
         Ok(SqliteChannel {
             shared,
             commands: Mutex::new(Some(commands)),
             writer: Mutex::new(Some(tokio::spawn(writer.run()))),
-            checkpointer,
         })
     }
 
@@ -557,7 +518,6 @@ impl Channel for SqliteChannel {
         // Dropping the head senders wakes waiting subscriptions, which see `closed`.
         self.shared.brokers().clear();
         self.shared.readers.close().await;
-        self.checkpointer.abort();
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! The one task that writes to the database: group commits of appends, cursor flushes,
-//! retention, and the rare control operations.
+//! retention, and the rare control operations. SQLite checkpoints on this connection
+//! after a commit that leaves the write-ahead log above 1,000 pages.
 //!
 //! Everything that changes the file goes through [`Writer`], so there is exactly one
 //! write connection and no write contention; readers use their own pool (WAL lets them
@@ -126,6 +127,8 @@ pub(super) struct Writer {
     pub(super) max_batch: usize,
     /// Something changed since retention last ran.
     pub(super) retention_due: bool,
+    /// The last retention run left passed events behind (it deletes a chunk per log).
+    pub(super) retention_backlog: bool,
     /// Cursors are due to be persisted: the next group commit carries them, or the next
     /// tick writes them on their own if no append came.
     pub(super) flush_due: bool,
@@ -154,8 +157,9 @@ impl Writer {
                         }
                         self.flush_due = true;
                         ticks = ticks.wrapping_add(1);
-                        if ticks.is_multiple_of(RETENTION_TICKS)
-                            && self.retention_due
+                        // Every tick while a backlog of passed events remains.
+                        if self.retention_due
+                            && (self.retention_backlog || ticks.is_multiple_of(RETENTION_TICKS))
                             && let Err(error) = self.retain().await
                         {
                             warn!(%error, "sqlite retention failed; retrying");
@@ -500,6 +504,7 @@ impl Writer {
             .await
             .map_err(unavailable)?;
         self.retention_due = more;
+        self.retention_backlog = more;
         if deleted > 0 {
             debug!(deleted, "sqlite retention deleted events");
         }
