@@ -161,12 +161,11 @@ impl DataPlane {
             trigger.subscriber.clone(),
             delivery,
             Some(replies),
-        );
+        )
+        .for_namespace(&key.namespace);
         let dead_letter = delivery.dead_letter_sink.as_ref().map(|url| {
-            (
-                url.clone(),
-                delivery::sink_service(self.client.clone(), url.clone(), delivery, None),
-            )
+            let sink = delivery::sink_service(self.client.clone(), url.clone(), delivery, None);
+            (url.clone(), sink.for_namespace(&key.namespace))
         });
         let stats = self
             .lock_stats()

@@ -145,6 +145,7 @@ async fn exhausted_retries_are_dead_lettered_with_the_error_extensions() {
         Some(sink.url("/down").as_str())
     );
     assert_eq!(dead[0].ext("knativeerrorcode").as_deref(), Some("503"));
+    assert_eq!(dead[0].header("kn-namespace"), Some("default"));
     assert_eq!(
         dead[0].ext("knativeerrordata"),
         Some(BASE64.encode("sink is down"))

@@ -83,6 +83,11 @@ async fn every_content_mode_reaches_the_sink_with_attributes_and_data_intact() {
             got.header("ce-id").is_some(),
             "delivery is in binary mode by default"
         );
+        assert_eq!(
+            got.header("kn-namespace"),
+            Some("default"),
+            "the trigger's namespace"
+        );
         let e = got.event();
         assert_eq!(e.ty(), sent.ty());
         assert_eq!(e.source(), sent.source());

@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::http::StatusCode;
+use ::http::header::{HeaderName, HeaderValue};
 use bytes::Bytes;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
@@ -62,6 +63,9 @@ pub const ATTEMPTS: &str = "weft_delivery_attempts_total";
 /// How long each attempt took, reply storage included (labels: `outcome`, as
 /// [`ATTEMPTS`]).
 pub const ATTEMPT_DURATION: &str = "weft_delivery_attempt_duration_seconds";
+
+/// The header naming the namespace of the trigger a delivery is for.
+const KN_NAMESPACE: HeaderName = HeaderName::from_static("kn-namespace");
 
 /// How delivering an event ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +119,8 @@ pub struct SinkService {
     url: Arc<Url>,
     /// Binary or structured mode.
     format: EventFormat,
+    /// The `Kn-Namespace` header: the namespace of the trigger the delivery is for.
+    namespace: Option<HeaderValue>,
 }
 
 impl fmt::Debug for SinkService {
@@ -133,7 +139,11 @@ impl SinkService {
     pub async fn deliver(&self, event: impl Into<Arc<Event>>) -> Outcome {
         let event = event.into();
         let span = tracing::debug_span!("deliver", event = event.id(), url = %self.url);
-        let outgoing = Arc::new(Outgoing::encode(event, self.format));
+        let mut outgoing = Outgoing::encode(event, self.format);
+        if let Some(namespace) = &self.namespace {
+            outgoing.headers.insert(KN_NAMESPACE, namespace.clone());
+        }
+        let outgoing = Arc::new(outgoing);
         let result = self
             .stack
             .clone()
@@ -152,6 +162,14 @@ impl SinkService {
     /// The sink's URL: the `failed_target` of a dead letter.
     pub fn url(&self) -> &Url {
         &self.url
+    }
+
+    /// Sends `Kn-Namespace: <namespace>` with every delivery, as Knative's broker does
+    /// for the namespace of the trigger.
+    pub fn for_namespace(mut self, namespace: &str) -> Self {
+        // A Kubernetes namespace is a DNS label, always a valid header value.
+        self.namespace = HeaderValue::from_str(namespace).ok();
+        self
     }
 }
 
@@ -206,6 +224,7 @@ where
         stack: BoxCloneSyncService::new(service),
         url,
         format: config.format,
+        namespace: None,
     }
 }
 
