@@ -201,6 +201,12 @@ impl Producer {
         self.request(Method::POST, url, headers, body.into()).await
     }
 
+    /// GETs a URL (health, readiness, metrics).
+    pub async fn get(&self, url: &str) -> reqwest::Result<Sent> {
+        self.request(Method::GET, url, HeaderMap::new(), Bytes::new())
+            .await
+    }
+
     /// Sends any request.
     pub async fn request(
         &self,

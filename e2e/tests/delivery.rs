@@ -39,20 +39,26 @@ async fn send_one(weft: &Weft, ty: &str) -> weft_config::Event {
     e
 }
 
+/// Weft with broker `default` delivering with `delivery`, and trigger `t1` to `subscriber`.
+async fn broker_delivery_to(delivery: Delivery, subscriber: String) -> Weft {
+    Weft::builder()
+        .manifest("broker.yaml", broker("default").delivery(delivery))
+        .manifest("t.yaml", trigger("t1").subscriber(subscriber))
+        .start()
+        .await
+}
+
 #[tokio::test]
 async fn linear_backoff_retries_then_succeeds() {
     let sink = Sink::builder()
         .replies("/flaky", [Reply::status(503), Reply::status(503)])
         .start()
         .await;
-    let weft = Weft::builder()
-        .manifest(
-            "broker.yaml",
-            broker("default").delivery(Delivery::new().retry(3).linear("PT0.2S")),
-        )
-        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/flaky")))
-        .start()
-        .await;
+    let weft = broker_delivery_to(
+        Delivery::new().retry(3).linear("PT0.2S"),
+        sink.url("/flaky"),
+    )
+    .await;
     let sent = send_one(&weft, "com.example.flaky").await;
 
     let attempts = sink.wait_for_path("/flaky", 3, secs(10)).await;
@@ -112,19 +118,14 @@ async fn exhausted_retries_are_dead_lettered_with_the_error_extensions() {
         )
         .start()
         .await;
-    let weft = Weft::builder()
-        .manifest(
-            "broker.yaml",
-            broker("default").delivery(
-                Delivery::new()
-                    .retry(2)
-                    .linear("PT0.05S")
-                    .dead_letter_sink(sink.url("/dls")),
-            ),
-        )
-        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/down")))
-        .start()
-        .await;
+    let weft = broker_delivery_to(
+        Delivery::new()
+            .retry(2)
+            .linear("PT0.05S")
+            .dead_letter_sink(sink.url("/dls")),
+        sink.url("/down"),
+    )
+    .await;
     let sent = send_one(&weft, "com.example.doomed").await;
 
     let dead = sink.wait_for_path("/dls", 1, secs(10)).await;
@@ -194,19 +195,14 @@ async fn a_400_is_dead_lettered_without_retry() {
         .always("/reject", Reply::status(400).body("no thanks"))
         .start()
         .await;
-    let weft = Weft::builder()
-        .manifest(
-            "broker.yaml",
-            broker("default").delivery(
-                Delivery::new()
-                    .retry(3)
-                    .linear("PT0.05S")
-                    .dead_letter_sink(sink.url("/dls")),
-            ),
-        )
-        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/reject")))
-        .start()
-        .await;
+    let weft = broker_delivery_to(
+        Delivery::new()
+            .retry(3)
+            .linear("PT0.05S")
+            .dead_letter_sink(sink.url("/dls")),
+        sink.url("/reject"),
+    )
+    .await;
     let sent = send_one(&weft, "com.example.rejected").await;
 
     let dead = sink.wait_for_path("/dls", 1, secs(10)).await;
@@ -493,14 +489,11 @@ async fn a_failing_sink_narrows_the_in_flight_window_and_recovery_widens_it() {
         .replies("/shaky", (0..8).map(|_| Reply::status(503)))
         .start()
         .await;
-    let weft = Weft::builder()
-        .manifest(
-            "broker.yaml",
-            broker("default").delivery(Delivery::new().retry(0).dead_letter_sink(sink.url("/dls"))),
-        )
-        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/shaky")))
-        .start()
-        .await;
+    let weft = broker_delivery_to(
+        Delivery::new().retry(0).dead_letter_sink(sink.url("/dls")),
+        sink.url("/shaky"),
+    )
+    .await;
     let full = weft
         .wait_for_trigger("t1", secs(5), |t| t.in_flight_window > 0)
         .await;
@@ -534,14 +527,11 @@ async fn a_permanent_failure_leaves_the_in_flight_window_alone() {
         .always("/picky", Reply::status(400))
         .start()
         .await;
-    let weft = Weft::builder()
-        .manifest(
-            "broker.yaml",
-            broker("default").delivery(Delivery::new().retry(3).dead_letter_sink(sink.url("/dls"))),
-        )
-        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/picky")))
-        .start()
-        .await;
+    let weft = broker_delivery_to(
+        Delivery::new().retry(3).dead_letter_sink(sink.url("/dls")),
+        sink.url("/picky"),
+    )
+    .await;
     for _ in 0..4 {
         send_one(&weft, "com.example.rejected").await;
     }

@@ -390,12 +390,7 @@ async fn health_readiness_and_metrics_endpoints_answer() {
     sink.wait_for(1, secs(10)).await;
     for path in ["/healthz", "/readyz"] {
         let sent = producer
-            .request(
-                Method::GET,
-                &format!("{}{path}", weft.base_url()),
-                HeaderMap::new(),
-                Bytes::new(),
-            )
+            .get(&format!("{}{path}", weft.base_url()))
             .await
             .unwrap();
         assert_eq!(sent.status, StatusCode::OK, "{path}");
@@ -410,12 +405,7 @@ async fn health_readiness_and_metrics_endpoints_answer() {
     let mut body = String::new();
     for _ in 0..50 {
         let metrics = producer
-            .request(
-                Method::GET,
-                &format!("{}/metrics", weft.base_url()),
-                HeaderMap::new(),
-                Bytes::new(),
-            )
+            .get(&format!("{}/metrics", weft.base_url()))
             .await
             .unwrap();
         assert_eq!(metrics.status, StatusCode::OK);
