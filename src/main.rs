@@ -5,6 +5,7 @@ mod cluster;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use weft_broker::DataPlaneOptions;
@@ -61,6 +62,23 @@ enum Command {
         /// embedded SQLite file is always cleaned; a server may hold other installations' logs).
         #[arg(long, env = "WEFT_COLLECT_GARBAGE")]
         collect_garbage: bool,
+        /// How long the log or cursor of a broker or trigger deleted from the manifests is
+        /// kept while it still holds undelivered events (ISO-8601, e.g. PT1H, P1D); `weft
+        /// purge` deletes it sooner, restoring the manifest resumes it.
+        #[arg(long, default_value = "PT1H", value_parser = parse_duration, env = "WEFT_RETAIN_DELETED")]
+        retain_deleted: Duration,
+    },
+    /// Delete now the log or cursor a deleted broker or trigger left behind with undelivered
+    /// events (`weft get` shows it as Retained). The events it holds are lost.
+    Purge {
+        /// What was deleted.
+        #[arg(value_enum)]
+        what: PurgeWhat,
+        /// The deleted object, as NAMESPACE/NAME.
+        object: String,
+        /// The instance's address.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "WEFT_ADDR")]
+        addr: String,
     },
     /// Send one CloudEvent and print the response status.
     Send {
@@ -122,9 +140,19 @@ enum Kind {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum PurgeWhat {
+    Broker,
+    Trigger,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Output {
     Table,
     Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    weft_config::manifest::parse_duration(s)
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -156,9 +184,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             max_body_size,
             max_in_flight,
             collect_garbage,
+            retain_deleted,
         } => {
             let options = StandaloneOptions {
                 collect_garbage,
+                retention: retain_deleted,
                 manifests,
                 data_dir,
                 addr,
@@ -219,6 +249,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             };
             print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Purge { what, object, addr } => {
+            let Some((namespace, name)) = object.split_once('/') else {
+                anyhow::bail!("expected NAMESPACE/NAME, got `{object}`");
+            };
+            let key = weft_config::ObjectKey::new(namespace, name);
+            let kind = match what {
+                PurgeWhat::Broker => "brokers",
+                PurgeWhat::Trigger => "triggers",
+            };
+            let purged = client::purge(&addr, kind, &key).await?;
+            for deleted in purged.deleted {
+                println!("deleted {deleted}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args, shutdown_signal()).await,

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use http::HeaderMap;
 use weft_config::event::http as binding;
-use weft_config::{AttributeValue, Event};
+use weft_config::{AttributeValue, Event, ObjectKey};
 
 use crate::ControllerError;
-use crate::status::{BrokerStatus, TriggerStatus};
+use crate::status::{BrokerStatus, Purged, TriggerStatus};
 
 /// The content mode `weft send` uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,16 +95,53 @@ pub async fn get_triggers(addr: &str) -> Result<Vec<TriggerStatus>, ControllerEr
     get_json(addr, "triggers").await
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(
-    addr: &str,
-    what: &str,
-) -> Result<T, ControllerError> {
+/// The admin API's URL for `path` on the instance at `addr` (`host:port` or a URL).
+fn admin_url(addr: &str, path: &str) -> String {
     let base = if addr.contains("://") {
         addr.trim_end_matches('/').to_owned()
     } else {
         format!("http://{addr}")
     };
-    let url = format!("{base}/_weft/v1/{what}");
+    format!("{base}/_weft/v1/{path}")
+}
+
+/// Deletes now the storage a deleted broker or trigger left behind with events in it
+/// (`kind` is `brokers` or `triggers`). Answers what was deleted; an object with nothing
+/// retained is an error that says so.
+pub async fn purge(addr: &str, kind: &str, key: &ObjectKey) -> Result<Purged, ControllerError> {
+    let url = admin_url(
+        addr,
+        &format!("retained/{kind}/{}/{}", key.namespace, key.name),
+    );
+    let http_error = |source| ControllerError::Http {
+        url: url.clone(),
+        source,
+    };
+    let response = reqwest::Client::new()
+        .delete(&url)
+        .send()
+        .await
+        .map_err(http_error)?;
+    if response.status() == reqwest::StatusCode::CONFLICT {
+        let reason = response.text().await.map_err(http_error)?;
+        return Err(ControllerError::InvalidArgument {
+            what: "purge",
+            reason: reason.trim_end().to_owned(),
+        });
+    }
+    response
+        .error_for_status()
+        .map_err(http_error)?
+        .json()
+        .await
+        .map_err(http_error)
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    addr: &str,
+    what: &str,
+) -> Result<T, ControllerError> {
+    let url = admin_url(addr, what);
     let http_error = |source| ControllerError::Http {
         url: url.clone(),
         source,

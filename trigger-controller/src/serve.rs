@@ -19,6 +19,7 @@ use weft_broker::{DataPlane, DataPlaneOptions};
 use weft_channels::{Channel, ChannelError, ChannelOptions};
 
 use crate::ControllerError;
+use crate::reconcile::retained::PurgeRequest;
 use crate::reconcile::{Reconciler, Roles};
 use crate::state::StateSource;
 use crate::status::{self, StatusBoard};
@@ -39,6 +40,9 @@ pub struct ServeOptions {
     /// Retry opening the channel while its server cannot be reached (replicas), instead
     /// of failing at once (`weft up`).
     pub wait_for_channel: bool,
+    /// How long storage that holds events outlives its deleted object (with
+    /// `roles.manage_storage`).
+    pub retention: Duration,
 }
 
 /// Runs until `shutdown` completes or the source ends. Once the first snapshot is applied
@@ -69,19 +73,40 @@ pub async fn serve(
     } else {
         dataplane.health_router()
     };
-    let app = routes.merge(status::router(board.clone(), dataplane.clone()));
+    let (purges, mut purge_requests) = tokio::sync::mpsc::channel(8);
+    let app = routes.merge(status::router(board.clone(), dataplane.clone(), purges));
 
-    let mut reconciler = Reconciler::with_roles(dataplane.clone(), board.clone(), options.roles);
+    let mut reconciler = Reconciler::with_roles(dataplane.clone(), board.clone(), options.roles)
+        .retain_deleted_for(options.retention);
     let closing = dataplane.clone();
     let control = async move {
         let mut first = true;
-        while let Some(desired) = source.next().await {
-            reconciler.reconcile(&desired).await;
-            if first {
-                first = false;
-                dataplane.set_ready(true);
-                tracing::info!(addr = %local, channel = %url, desired = %options.desired_state, roles = ?options.roles, "weft is up");
-                println!("weft listening on http://{local}");
+        loop {
+            // Retained storage is looked at when its grace period ends.
+            let expiry = reconciler.next_expiry();
+            let expired = async {
+                match expiry {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                desired = source.next() => {
+                    let Some(desired) = desired else { break };
+                    reconciler.reconcile(&desired).await;
+                    if first {
+                        first = false;
+                        dataplane.set_ready(true);
+                        tracing::info!(addr = %local, channel = %url, desired = %options.desired_state, roles = ?options.roles, "weft is up");
+                        println!("weft listening on http://{local}");
+                    }
+                }
+                () = expired => reconciler.expire().await,
+                Some(request) = purge_requests.recv() => {
+                    let request: PurgeRequest = request;
+                    let answer = reconciler.purge(request.kind, &request.key).await;
+                    let _ = request.reply.send(answer);
+                }
             }
         }
     };

@@ -7,12 +7,17 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use axum::extract::State;
-use axum::routing::get;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 use weft_broker::DataPlane;
 use weft_config::ObjectKey;
+
+use crate::reconcile::retained::{PurgeKind, PurgeRequest};
 
 /// Readiness of one object, with the reason when it is not ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +90,16 @@ impl StatusBoard {
     /// Records a trigger's condition.
     pub fn set_trigger(&self, key: &ObjectKey, condition: TriggerCondition) {
         self.write().triggers.insert(key.clone(), condition);
+    }
+    /// Keeps only the brokers and triggers the predicates accept.
+    pub fn retain(
+        &self,
+        broker: impl Fn(&ObjectKey) -> bool,
+        trigger: impl Fn(&ObjectKey) -> bool,
+    ) {
+        let mut board = self.write();
+        board.brokers.retain(|key, _| broker(key));
+        board.triggers.retain(|key, _| trigger(key));
     }
     /// Forgets a deleted trigger.
     pub fn remove_trigger(&self, key: &ObjectKey) {
@@ -161,15 +176,69 @@ fn reason_text(c: &Condition) -> Option<String> {
     }
 }
 
-/// The admin API: `GET /_weft/v1/brokers` and `GET /_weft/v1/triggers`.
-pub fn router(board: Arc<StatusBoard>, dataplane: Arc<DataPlane>) -> Router {
+/// The admin API: `GET /_weft/v1/brokers` and `GET /_weft/v1/triggers`; `DELETE
+/// /_weft/v1/retained/{brokers|triggers}/{namespace}/{name}` purges the storage a deleted
+/// object left behind (sent to the reconciler through `purges`).
+pub fn router(
+    board: Arc<StatusBoard>,
+    dataplane: Arc<DataPlane>,
+    purges: mpsc::Sender<PurgeRequest>,
+) -> Router {
+    let purge_routes = Router::new()
+        .route(
+            "/_weft/v1/retained/{kind}/{namespace}/{name}",
+            delete(purge),
+        )
+        .with_state(purges);
     Router::new()
         .route("/_weft/v1/brokers", get(brokers))
         .route("/_weft/v1/triggers", get(triggers))
         .with_state((board, dataplane))
+        .merge(purge_routes)
 }
 
 type AdminState = (Arc<StatusBoard>, Arc<DataPlane>);
+
+/// What `DELETE /_weft/v1/retained/…` answers: the storage deleted.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Purged {
+    /// Each piece of storage deleted, in words.
+    pub deleted: Vec<String>,
+}
+
+async fn purge(
+    State(purges): State<mpsc::Sender<PurgeRequest>>,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+) -> Response {
+    let kind = match kind.as_str() {
+        "brokers" | "broker" => PurgeKind::Broker,
+        "triggers" | "trigger" => PurgeKind::Trigger,
+        other => {
+            let message = format!("unknown kind {other:?}; expected brokers or triggers\n");
+            return (StatusCode::NOT_FOUND, message).into_response();
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    let request = PurgeRequest {
+        kind,
+        key: ObjectKey::new(namespace, name),
+        reply,
+    };
+    let unavailable = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the control loop is not running\n",
+        )
+    };
+    if purges.send(request).await.is_err() {
+        return unavailable().into_response();
+    }
+    match answer.await {
+        Ok(Ok(deleted)) => Json(Purged { deleted }).into_response(),
+        Ok(Err(reason)) => (StatusCode::CONFLICT, format!("{reason}\n")).into_response(),
+        Err(_) => unavailable().into_response(),
+    }
+}
 
 async fn brokers(State((board, _)): State<AdminState>) -> Json<Vec<BrokerStatus>> {
     let b = board.read();

@@ -180,6 +180,11 @@ async fn migrate(options: SqliteConnectOptions) -> Result<(), BoxError> {
     Ok(result?)
 }
 
+/// The database file a `sqlite://PATH[?synchronous=full|normal]` URL names.
+pub fn database_file(url: &str) -> Result<PathBuf, ChannelError> {
+    parse_url(url).map(|parsed| parsed.path)
+}
+
 /// What a `sqlite://PATH[?synchronous=full|normal]` URL names.
 struct SqliteUrl {
     path: PathBuf,

@@ -79,5 +79,6 @@ pub fn manifests<'a>(
         brokers: brokers.into_iter().map(load_broker_resource).collect(),
         triggers: triggers.into_iter().map(load_trigger_resource).collect(),
         problems: Vec::new(),
+        unread: Vec::new(),
     }
 }

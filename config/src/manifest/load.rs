@@ -6,6 +6,11 @@
 //! stopping the others. What cannot be tied to a Broker or Trigger (an unreadable file, a YAML
 //! syntax error, a document without kind or name, another kind of object) is listed in
 //! [`Manifests::problems`].
+//!
+//! What could not be read or parsed at all is also listed in [`Manifests::unread`]: nobody
+//! can tell which objects such a file or folder holds, so a watcher must not take their
+//! absence for a deletion. [`Manifests::carry_over`] keeps, from the previous snapshot, the
+//! objects an unreadable place held, marked invalid with the reason.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -30,9 +35,53 @@ pub struct Manifests {
     /// Problems not tied to a loaded object: unreadable files, YAML syntax errors, documents
     /// without kind or name, ignored kinds, duplicates.
     pub problems: Vec<Problem>,
+    /// The files, folders and documents that could not be read or parsed into objects
+    /// (document 0: the whole file or folder). What they hold is unknown, not absent.
+    pub unread: Vec<Location>,
 }
 
 impl Manifests {
+    /// Keeps what an unreadable place held: every object of `previous` read from a file,
+    /// folder or document that could not be read or parsed this time, and that is not in
+    /// this snapshot, is added back as invalid, with the reason. The runtime then keeps what
+    /// it runs for it (its storage, and its last valid version) instead of deleting it.
+    pub fn carry_over(&mut self, previous: &Manifests) {
+        // Why the place holding `source` could not be read, if one could not.
+        let unread = |source: &Location| {
+            let place = self.unread.iter().find(|place| holds(place, source))?;
+            let problem = self
+                .problems
+                .iter()
+                .find(|p| p.file == place.file && p.document == place.document);
+            let why = problem.map_or("could not be read", |p| p.message.as_str());
+            Some(
+                if place.file == source.file && place.document == source.document {
+                    why.to_owned()
+                } else {
+                    format!("{place} {why}")
+                },
+            )
+        };
+        let mut brokers = Vec::new();
+        for old in &previous.brokers {
+            if let Some(reason) = unread(&old.source)
+                && !self.brokers.iter().any(|b| b.key == old.key)
+            {
+                brokers.push(unreadable(old, "Broker", reason));
+            }
+        }
+        let mut triggers = Vec::new();
+        for old in &previous.triggers {
+            if let Some(reason) = unread(&old.source)
+                && !self.triggers.iter().any(|t| t.key == old.key)
+            {
+                triggers.push(unreadable(old, "Trigger", reason));
+            }
+        }
+        self.brokers.extend(brokers);
+        self.triggers.extend(triggers);
+    }
+
     /// Every problem: those in [`Manifests::problems`], then those of invalid objects.
     pub fn all_problems(&self) -> impl Iterator<Item = &Problem> {
         let invalid_brokers = self.brokers.iter().flat_map(Loaded::problems);
@@ -62,6 +111,26 @@ impl<T> Loaded<T> {
     }
 }
 
+/// Whether an object read from `source` may be held by the unreadable `place`: its folder,
+/// its file, or (unless the whole file was unreadable) its document.
+fn holds(place: &Location, source: &Location) -> bool {
+    source.file.starts_with(&place.file)
+        && (place.document == 0 || place.document == source.document)
+}
+
+/// `old` as an object whose manifest could not be read this time.
+fn unreadable<T>(old: &Loaded<T>, kind: &str, reason: String) -> Loaded<T> {
+    let message =
+        format!("cannot be read now, so nothing it held was changed or deleted: {reason}");
+    Loaded {
+        key: old.key.clone(),
+        source: old.source.clone(),
+        config: Err(vec![
+            Problem::new(&old.source, message).with_object(format!("{kind} {}", old.key)),
+        ]),
+    }
+}
+
 /// Loads every Broker and Trigger under `path`: a single file (whatever its name), or a folder
 /// searched recursively for `.yaml` and `.yml` files, in path order. Hidden files and folders
 /// and editor leftovers (`*~`, `.#*`, `*.swp`) are skipped. Never fails as a whole: what cannot
@@ -72,24 +141,23 @@ pub fn load_path(path: &Path) -> Manifests {
         Ok(meta) if meta.is_dir() => {
             let mut files = Vec::new();
             let mut visited = HashSet::new();
-            collect_files(
-                path,
-                &mut files,
-                &mut visited,
-                &mut loader.manifests.problems,
-            );
+            let mut unread = Vec::new();
+            collect_files(path, &mut files, &mut visited, &mut unread);
+            for (place, problem) in unread {
+                loader.unread(place, problem);
+            }
             files.sort();
             for file in files {
                 loader.add_file(&file);
             }
         }
         Ok(_) => loader.add_file(path),
-        Err(error) => loader.manifests.problems.push(Problem::new(
-            &whole_file(path),
+        Err(error) => loader.unread(
+            whole_file(path),
             format!("cannot be read: {}", io_message(&error)),
-        )),
+        ),
     }
-    loader.manifests
+    loader.finish()
 }
 
 /// What a cheap look at `path` sees of its manifest files: each file's path, size,
@@ -144,7 +212,7 @@ pub fn fingerprint(path: &Path) -> Fingerprint {
 pub fn load_str(text: &str, file: &Path) -> Manifests {
     let mut loader = Loader::default();
     loader.add_text(text, file);
-    loader.manifests
+    loader.finish()
 }
 
 fn whole_file(file: &Path) -> Location {
@@ -181,12 +249,13 @@ fn is_manifest_name(name: &str) -> bool {
 }
 
 /// Adds the manifest files under `dir` to `files`. Symbolic links are followed (a mounted
-/// Kubernetes ConfigMap is made of them); `visited` stops a link from looping back.
+/// Kubernetes ConfigMap is made of them); `visited` stops a link from looping back. What
+/// cannot be listed or looked at goes to `unread`, with why.
 fn collect_files(
     dir: &Path,
     files: &mut Vec<PathBuf>,
     visited: &mut HashSet<PathBuf>,
-    problems: &mut Vec<Problem>,
+    unread: &mut Vec<(Location, String)>,
 ) {
     if let Ok(canonical) = fs::canonicalize(dir)
         && !visited.insert(canonical)
@@ -197,7 +266,7 @@ fn collect_files(
         Ok(entries) => entries,
         Err(error) => {
             let message = format!("cannot be read: {}", io_message(&error));
-            problems.push(Problem::new(&whole_file(dir), message));
+            unread.push((whole_file(dir), message));
             return;
         }
     };
@@ -206,7 +275,7 @@ fn collect_files(
             Ok(entry) => entry,
             Err(error) => {
                 let message = format!("cannot be listed: {}", io_message(&error));
-                problems.push(Problem::new(&whole_file(dir), message));
+                unread.push((whole_file(dir), message));
                 continue;
             }
         };
@@ -216,12 +285,12 @@ fn collect_files(
         }
         let path = entry.path();
         match fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => collect_files(&path, files, visited, problems),
+            Ok(meta) if meta.is_dir() => collect_files(&path, files, visited, unread),
             Ok(_) if is_manifest_name(&name) => files.push(path),
             Ok(_) => {}
             Err(error) if is_manifest_name(&name) => {
                 let message = format!("cannot be read: {}", io_message(&error));
-                problems.push(Problem::new(&whole_file(&path), message));
+                unread.push((whole_file(&path), message));
             }
             Err(_) => {}
         }
@@ -233,17 +302,54 @@ fn collect_files(
 struct Loader {
     manifests: Manifests,
     seen: HashMap<(&'static str, ObjectKey), Location>,
+    /// Objects defined more than once, with every place after the first.
+    duplicates: HashMap<(&'static str, ObjectKey), Vec<Location>>,
 }
 
 impl Loader {
+    /// Notes a place that could not be read or parsed, and why.
+    fn unread(&mut self, place: Location, message: String) {
+        self.manifests.problems.push(Problem::new(&place, message));
+        self.manifests.unread.push(place);
+    }
+
     fn add_file(&mut self, file: &Path) {
         match fs::read_to_string(file) {
             Ok(text) => self.add_text(&text, file),
-            Err(error) => self.manifests.problems.push(Problem::new(
-                &whole_file(file),
+            Err(error) => self.unread(
+                whole_file(file),
                 format!("cannot be read: {}", io_message(&error)),
-            )),
+            ),
         }
+    }
+
+    /// A name defined twice is an error on each: which one the user meant is unknown, so
+    /// neither replaces what runs (the runtime keeps the last valid version, if any).
+    fn finish(mut self) -> Manifests {
+        for ((kind, key), others) in &self.duplicates {
+            let first = &self.seen[&(*kind, key.clone())];
+            let places: Vec<String> = std::iter::once(first)
+                .chain(others)
+                .map(Location::to_string)
+                .collect();
+            let message = format!(
+                "is defined more than once (in {}); names must be unique per namespace, so \
+                 none of these is used until only one remains",
+                places.join(" and ")
+            );
+            let label = format!("{kind} {key}");
+            let problems = |source: &Location| {
+                vec![Problem::new(source, message.clone()).with_object(label.clone())]
+            };
+            if *kind == "Broker" {
+                if let Some(b) = self.manifests.brokers.iter_mut().find(|b| b.key == *key) {
+                    b.config = Err(problems(&b.source));
+                }
+            } else if let Some(t) = self.manifests.triggers.iter_mut().find(|t| t.key == *key) {
+                t.config = Err(problems(&t.source));
+            }
+        }
+        self.manifests
     }
 
     fn add_text(&mut self, text: &str, file: &Path) {
@@ -256,7 +362,7 @@ impl Loader {
             match parse_yaml(&document) {
                 Ok(Some(value)) => self.add_value(&source, value),
                 Ok(None) => {}
-                Err(message) => self.manifests.problems.push(Problem::new(&source, message)),
+                Err(message) => self.unread(source, message),
             }
         }
     }
@@ -281,6 +387,7 @@ impl Loader {
             let message = "is missing; every manifest needs apiVersion, kind and metadata.name";
             let problem = Problem::new(source, message).with_field("kind");
             self.manifests.problems.push(problem);
+            self.manifests.unread.push(source.clone());
             return;
         }
         if api_version == "v1" && kind == "List" {
@@ -306,6 +413,7 @@ impl Loader {
                     .with_object(label)
                     .with_field("apiVersion");
                 self.manifests.problems.push(problem);
+                self.manifests.unread.push(source.clone());
                 return;
             }
             _ => {
@@ -325,13 +433,16 @@ impl Loader {
                 .with_object(label)
                 .with_field("metadata.name");
             self.manifests.problems.push(problem);
+            self.manifests.unread.push(source.clone());
             return;
         }
         let key = ObjectKey::new(namespace, name);
         if let Some(first) = self.seen.get(&(kind, key.clone())) {
-            let message = format!("duplicates the {kind} in {first}, which is used instead");
+            let message = format!("duplicates the {kind} in {first}; neither is used");
             let problem = Problem::new(source, message).with_object(label);
             self.manifests.problems.push(problem);
+            let places = self.duplicates.entry((kind, key)).or_default();
+            places.push(source.clone());
             return;
         }
         self.seen.insert((kind, key.clone()), source.clone());

@@ -105,6 +105,8 @@ pub async fn run_replica(
             None => "kubernetes".into(),
         },
         wait_for_channel: true,
+        // Replicas never delete storage; the controller's finalizers do.
+        retention: crate::reconcile::DEFAULT_RETENTION,
     };
     serve(serve_options, source, shutdown).await
 }

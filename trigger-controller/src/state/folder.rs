@@ -6,6 +6,11 @@
 //! manifests only when that [`Fingerprint`] changed, so an idle instance with a thousand
 //! objects does not parse them every few seconds. A snapshot is only yielded when its
 //! content changed.
+//!
+//! A file or folder that cannot be read or parsed (a typo saved mid-edit, a wrong path, no
+//! file descriptors left) changes nothing it held: the objects it held last time are carried
+//! over, invalid with the reason ([`Manifests::carry_over`]), so the reconciler keeps their
+//! storage and their last valid version. A root that cannot be read at start is an error.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,9 +52,20 @@ fn changes_content(kind: &EventKind) -> bool {
 }
 
 impl FolderSource {
-    /// Starts watching `path` (a file or a folder).
+    /// Starts watching `path` (a file or a folder). Fails if `path` cannot be read: a
+    /// wrong path is a mistake to report, not an empty desired state.
     pub fn new(path: impl Into<PathBuf>) -> Result<Self, ControllerError> {
         let path = path.into();
+        let readable = std::fs::metadata(&path).and_then(|meta| match meta.is_dir() {
+            true => std::fs::read_dir(&path).map(drop),
+            false => std::fs::File::open(&path).map(drop),
+        });
+        if let Err(source) = readable {
+            return Err(ControllerError::Io {
+                what: format!("cannot read the manifests at {}", path.display()),
+                source,
+            });
+        }
         let (tx, changes) = mpsc::channel(1);
         let watch_error = |source| ControllerError::Watch {
             path: path.clone(),
@@ -94,8 +110,11 @@ impl FolderSource {
         let path = self.path.clone();
         let read = tokio::task::spawn_blocking(move || (fingerprint(&path), load_path(&path)));
         match read.await {
-            Ok((stamp, manifests)) => {
+            Ok((stamp, mut manifests)) => {
                 self.stamp = stamp;
+                if let Some(last) = &self.last {
+                    manifests.carry_over(last);
+                }
                 manifests
             }
             // The loader does not panic on bad input; if it did, report nothing new.
@@ -135,6 +154,11 @@ impl StateSource for FolderSource {
                 }
             }
             let loaded = self.load().await;
+            if !loaded.unread.is_empty() {
+                // Try again soon: what could not be read (say, for want of file
+                // descriptors) may be readable in a moment without touching the files.
+                self.stamp = Fingerprint::default();
+            }
             if self.last.as_ref() != Some(&loaded) {
                 self.last = Some(loaded.clone());
                 return Some(loaded);

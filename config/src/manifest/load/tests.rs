@@ -156,7 +156,7 @@ fn other_kinds_and_versions_are_ignored_with_a_problem() {
 }
 
 #[test]
-fn duplicates_keep_the_first() {
+fn a_name_defined_twice_is_an_error_on_both_and_neither_is_used() {
     let text = [
         trigger("t", "http://first/"),
         trigger("t", "http://second/"),
@@ -165,15 +165,89 @@ fn duplicates_keep_the_first() {
     .join("---\n");
     let manifests = load(&text);
     assert_eq!(keys(&manifests.triggers), ["default/t", "ns/t"]);
-    let first = manifests.triggers[0].config.as_ref().unwrap();
-    assert_eq!(first.subscriber.as_str(), "http://first/");
+    assert_eq!(
+        messages(manifests.triggers[0].problems()),
+        [
+            "test.yaml (document 1, Trigger default/t): is defined more than once (in \
+             test.yaml (document 1) and test.yaml (document 2)); names must be unique per \
+             namespace, so none of these is used until only one remains"
+        ]
+    );
+    assert!(
+        manifests.triggers[1].config.is_ok(),
+        "another namespace is another name"
+    );
     assert_eq!(
         messages(&manifests.problems),
         [
             "test.yaml (document 2, Trigger default/t): duplicates the Trigger in test.yaml \
-          (document 1), which is used instead"
+          (document 1); neither is used"
         ]
     );
+}
+
+#[test]
+fn what_cannot_be_parsed_is_unread_and_keeps_what_it_held() {
+    let good = [BROKER.to_owned(), trigger("t", "http://sink/")].join("---\n");
+    let previous = load(&good);
+    // A typo in the trigger's document: the broker still loads, the trigger is unknown.
+    let typo = [
+        BROKER.to_owned(),
+        trigger("t", "http://sink/").replace("spec:", "spec: ["),
+    ]
+    .join("---\n");
+    let mut broken = load(&typo);
+    assert_eq!(broken.unread.len(), 1, "{:?}", broken.problems);
+    assert_eq!(broken.unread[0].document, 2);
+    assert!(broken.triggers.is_empty());
+    broken.carry_over(&previous);
+    assert_eq!(keys(&broken.triggers), ["default/t"]);
+    let problem = messages(broken.triggers[0].problems()).join("");
+    assert!(
+        problem.starts_with(
+            "test.yaml (document 2, Trigger default/t): cannot be read now, so nothing it \
+             held was changed or deleted: is not valid YAML"
+        ),
+        "{problem}"
+    );
+    assert!(problem.contains("line"), "the error says where: {problem}");
+    // The broker was read: it is not carried over a second time.
+    assert_eq!(keys(&broken.brokers), ["default/default"]);
+    assert!(broken.brokers[0].config.is_ok());
+
+    // Still broken next time: carried over again, from the carried-over snapshot.
+    let mut again = load(&typo);
+    again.carry_over(&broken);
+    assert_eq!(keys(&again.triggers), ["default/t"]);
+
+    // Valid manifests without the trigger: a real deletion, nothing carried over.
+    let mut deleted = load(BROKER);
+    deleted.carry_over(&previous);
+    assert!(deleted.triggers.is_empty());
+}
+
+#[test]
+fn an_unreadable_folder_keeps_everything_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("manifests");
+    fs::create_dir_all(root.join("team")).unwrap();
+    fs::write(root.join("team/broker.yaml"), BROKER).unwrap();
+    let previous = load_path(&root);
+    assert_eq!(keys(&previous.brokers), ["default/default"]);
+
+    // The file is replaced by something that cannot be read (here: not UTF-8).
+    fs::write(root.join("team/broker.yaml"), [0xff, 0xfe]).unwrap();
+    let mut now = load_path(&root);
+    now.carry_over(&previous);
+    assert_eq!(keys(&now.brokers), ["default/default"]);
+    assert!(now.brokers[0].config.is_err());
+
+    // The root itself disappears (a wrong path, a failed mount): everything is kept.
+    fs::rename(&root, dir.path().join("elsewhere")).unwrap();
+    let mut gone = load_path(&root);
+    assert_eq!(gone.unread.len(), 1);
+    gone.carry_over(&previous);
+    assert_eq!(keys(&gone.brokers), ["default/default"]);
 }
 
 #[test]
@@ -381,6 +455,8 @@ fn unreadable_paths_are_problems() {
     assert_eq!(manifests.problems.len(), 1);
     assert_eq!(manifests.problems[0].document, 0);
     assert!(manifests.problems[0].message.contains("not UTF-8"));
+    assert_eq!(manifests.unread.len(), 1);
+    assert_eq!(manifests.unread[0].file, binary);
 }
 
 #[test]

@@ -1,0 +1,101 @@
+//! Storage kept after its object left the desired state: a deleted broker's log or a
+//! deleted trigger's cursor that still holds undelivered events.
+//!
+//! Deleting storage that holds events is a deliberate act. When an object leaves valid
+//! manifests with events waiting, its storage is kept for a grace period (`weft up
+//! --retain-deleted`), shown by `weft get` as `Retained` with its backlog, and deleted when
+//! the period ends or on an explicit `weft purge`. An object that comes back in time picks
+//! its log or cursor up again, with every event it held.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use weft_config::ObjectKey;
+
+/// A piece of storage an object owned.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stored {
+    /// A broker's log (with every cursor on it).
+    Log(ObjectKey),
+    /// A trigger's cursor on a broker's log.
+    Cursor {
+        /// The trigger.
+        trigger: ObjectKey,
+        /// The broker whose log the cursor is on.
+        broker: ObjectKey,
+    },
+}
+
+impl fmt::Display for Stored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stored::Log(broker) => write!(f, "the log of broker {broker}"),
+            Stored::Cursor { trigger, broker } => {
+                write!(f, "the cursor of trigger {trigger} on broker {broker}")
+            }
+        }
+    }
+}
+
+/// Why storage is kept, and until when.
+#[derive(Clone, Debug)]
+pub struct Retention {
+    /// Undelivered events it held when it was kept.
+    pub backlog: u64,
+    /// When it is deleted unless its object comes back.
+    pub until: Instant,
+    /// The same moment on the wall clock, for people.
+    pub until_wall: chrono::DateTime<chrono::Utc>,
+}
+
+impl Retention {
+    /// Kept for `grace` from now.
+    pub fn new(backlog: u64, grace: Duration) -> Self {
+        Retention {
+            backlog,
+            until: Instant::now() + grace,
+            until_wall: chrono::Utc::now()
+                + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+
+    /// The status message of the object that owned `stored`.
+    pub fn message(&self, stored: &Stored) -> String {
+        let (what, kind, key) = match stored {
+            Stored::Log(broker) => ("its log", "broker", broker),
+            Stored::Cursor { trigger, .. } => ("its cursor", "trigger", trigger),
+        };
+        format!(
+            "deleted from the manifests while {} events waited; {what} is kept until {} \
+             (restore the manifest to resume, or `weft purge {kind} {key}` to delete it now)",
+            self.backlog,
+            self.until_wall
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+    }
+}
+
+/// Everything kept, by what it is.
+pub type RetainedStorage = BTreeMap<Stored, Retention>;
+
+/// What `weft purge` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgeKind {
+    /// A deleted broker's log.
+    Broker,
+    /// A deleted trigger's cursors.
+    Trigger,
+}
+
+/// A request to delete retained storage now, answered with what was deleted.
+#[derive(Debug)]
+pub struct PurgeRequest {
+    /// Broker or trigger.
+    pub kind: PurgeKind,
+    /// The deleted object.
+    pub key: ObjectKey,
+    /// Where the answer goes: the storage deleted, or why nothing was.
+    pub reply: tokio::sync::oneshot::Sender<Result<Vec<String>, String>>,
+}
