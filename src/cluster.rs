@@ -50,6 +50,11 @@ pub struct ControllerArgs {
     /// Seconds a lease lasts without renewal before another replica takes over.
     #[arg(long, default_value_t = 15, env = "WEFT_LEASE_SECONDS")]
     lease_seconds: u64,
+    /// How long a deleted Broker or Trigger keeps its log or cursor (and its finalizer)
+    /// while that still holds undelivered events (ISO-8601, e.g. PT1H); the annotation
+    /// weft.dev/purge=true deletes it sooner.
+    #[arg(long, default_value = "PT1H", value_parser = crate::parse_duration, env = "WEFT_RETAIN_DELETED")]
+    retain_deleted: Duration,
 }
 
 impl ControllerArgs {
@@ -78,6 +83,7 @@ impl ControllerArgs {
                 retry: (duration / 7).max(Duration::from_millis(500)),
             },
             addr: self.addr,
+            retention: self.retain_deleted,
         }
     }
 }

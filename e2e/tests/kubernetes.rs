@@ -21,7 +21,7 @@ use tokio::sync::{OnceCell, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::time::Instant;
 use weft_e2e::backend::unique_name;
 use weft_e2e::cluster::{Role, condition, is_true};
-use weft_e2e::{Backend, Cluster, Producer, Sink, broker, event, secs, trigger};
+use weft_e2e::{Backend, Cluster, Delivery, Producer, Sink, broker, event, secs, trigger};
 
 const CLASS: &str = "eventing.knative.dev/broker.class";
 /// How long the controller may take to write a status.
@@ -542,6 +542,69 @@ async fn deleting_a_trigger_or_broker_removes_its_storage() {
     );
 }
 
+#[tokio::test]
+async fn a_trigger_deleted_while_events_wait_keeps_its_cursor_until_purged() {
+    let Some(env) = Env::start().await else {
+        return;
+    };
+    // A sink nobody listens on: every event waits, retrying.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    env.cluster.apply(&env.weft_broker("default")).await;
+    let waiting = trigger("waiting")
+        .namespace(&env.namespace)
+        .broker("default")
+        .subscriber(format!("http://{down}/"))
+        .delivery(Delivery::new().retry(50).linear("PT1S"))
+        .to_string();
+    env.cluster.apply(&waiting).await;
+    let broker = env.wait_ready("broker", "default").await;
+    env.wait_ready("trigger", "waiting").await;
+    let address = text(&broker, "/status/address/url");
+    env.send(address, "com.example.waiting").await;
+
+    env.cluster
+        .delete("trigger", &env.namespace, "waiting")
+        .await;
+    // It stays, terminating, with its finalizer and its cursor.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = env.cluster.get("trigger", &env.namespace, "waiting").await;
+    let held = held.expect("the trigger is held while its event waits");
+    assert!(
+        held["metadata"]["deletionTimestamp"].is_string(),
+        "{held:#}"
+    );
+    assert_eq!(
+        env.rows("weft_cursors", "waiting").await,
+        1,
+        "the cursor is kept"
+    );
+
+    // A deliberate purge lets it go, with its cursor.
+    let purge = env
+        .cluster
+        .kubectl(
+            &[
+                "annotate",
+                "trigger",
+                "waiting",
+                "-n",
+                &env.namespace,
+                "weft.dev/purge=true",
+            ],
+            None,
+        )
+        .await;
+    assert!(purge.ok, "kubectl annotate: {}", purge.stderr);
+    env.wait_gone("trigger", "waiting").await;
+    assert_eq!(
+        env.rows("weft_cursors", "waiting").await,
+        0,
+        "the cursor is deleted"
+    );
+}
 #[tokio::test]
 async fn a_restarted_controller_catches_up_while_the_data_plane_keeps_delivering() {
     let Some(mut env) = Env::start().await else {

@@ -11,7 +11,8 @@
 //! them up in `Ready`.
 //!
 //! Storage is deleted through finalizers: a Broker's log when the Broker is deleted, a
-//! Trigger's cursor when the Trigger is. The data-plane replicas never delete anything.
+//! Trigger's cursor when the Trigger is; storage that still holds undelivered events waits
+//! for a grace period or a purge first ([`super::retain`]). The data-plane replicas never delete anything.
 //! Every object's status carries `observedGeneration`, and is written only when it changed.
 //!
 //! Only the replica holding the `weft-controller` Lease reconciles; one that loses the lease
@@ -43,6 +44,7 @@ use weft_config::manifest::{DeliverySpec, Destination};
 
 use super::leader::{Candidate, LeaseTiming};
 use super::resolve::resolve;
+use super::retain;
 use super::{BrokerClass, uri_destination};
 use crate::ControllerError;
 use crate::reconcile::describe;
@@ -80,6 +82,9 @@ pub struct ControllerOptions {
     pub lease: LeaseTiming,
     /// Where `/healthz` and `/readyz` are served.
     pub addr: String,
+    /// How long a deleted Broker or Trigger keeps its log or cursor (and its finalizer)
+    /// while that still holds undelivered events.
+    pub retention: Duration,
 }
 
 struct Context {
@@ -252,6 +257,12 @@ async fn reconcile_broker(
             Finalizer::Apply(broker) => apply_broker(&broker, &context).await,
             Finalizer::Cleanup(broker) => {
                 let key = key_of(broker.as_ref());
+                let backlog = retain::backlog(context.channel.as_ref(), &key, None).await;
+                let what = format!("the log of broker {key}");
+                let grace = context.options.retention;
+                if let Some(wait) = retain::hold(broker.as_ref(), &what, backlog, grace) {
+                    return Ok(Action::requeue(wait));
+                }
                 context.channel.delete_log(&key).await.map_err(|source| {
                     ControllerError::Storage {
                         what: format!("delete the log of broker {key}"),
@@ -393,6 +404,12 @@ async fn reconcile_trigger(
             Finalizer::Cleanup(trigger) => {
                 let key = key_of(trigger.as_ref());
                 let broker = ObjectKey::new(key.namespace.clone(), trigger.spec.broker.clone());
+                let backlog = retain::backlog(context.channel.as_ref(), &broker, Some(&key)).await;
+                let what = format!("the cursor of trigger {key}");
+                let grace = context.options.retention;
+                if let Some(wait) = retain::hold(trigger.as_ref(), &what, backlog, grace) {
+                    return Ok(Action::requeue(wait));
+                }
                 context
                     .channel
                     .delete_subscription(&broker, &key)

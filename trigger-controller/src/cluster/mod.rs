@@ -14,6 +14,7 @@
 pub mod controller;
 pub mod leader;
 pub mod resolve;
+pub mod retain;
 pub mod source;
 
 use std::future::Future;
