@@ -121,6 +121,7 @@ pub struct WeftBuilder {
     manifests: Vec<(String, String)>,
     args: Vec<String>,
     wait_triggers: bool,
+    fd_limit: Option<u32>,
 }
 
 impl WeftBuilder {
@@ -145,6 +146,13 @@ impl WeftBuilder {
     /// Uses this binary.
     pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.bin = Some(path.into());
+        self
+    }
+
+    /// Runs it with at most `n` open file descriptors (with `prlimit`), to test what
+    /// happens when they run out.
+    pub fn fd_limit(mut self, n: u32) -> Self {
+        self.fd_limit = Some(n);
         self
     }
 
@@ -176,6 +184,7 @@ impl WeftBuilder {
             child: None,
             addr: None,
             wait_triggers: self.wait_triggers,
+            fd_limit: self.fd_limit,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -198,6 +207,7 @@ pub struct Weft {
     /// Known after the first start; restarts reuse the port so producers keep their URL.
     addr: Option<SocketAddr>,
     wait_triggers: bool,
+    fd_limit: Option<u32>,
     /// For the admin API and readiness checks.
     http: reqwest::Client,
 }
@@ -227,6 +237,7 @@ impl Weft {
             manifests: Vec::new(),
             args: Vec::new(),
             wait_triggers: true,
+            fd_limit: None,
         }
     }
 
@@ -315,7 +326,14 @@ impl Weft {
             Some(a) => a.to_string(),
             None => "127.0.0.1:0".into(),
         };
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match self.fd_limit {
+            Some(n) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={n}:{n}")).arg(&self.bin);
+                prlimit
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.arg("up")
             .arg("-f")
             .arg(self.manifests_dir())

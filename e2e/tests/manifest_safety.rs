@@ -296,3 +296,52 @@ async fn a_trigger_defined_twice_is_an_error_and_the_running_one_keeps_deliverin
     sink.wait_quiet(ms(300), secs(5)).await;
     assert!(sink.requests_to("/second").is_empty());
 }
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_changes_no_desired_state() {
+    let down = free_addr();
+    let weft = Weft::builder()
+        .fd_limit(96)
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "trigger.yaml",
+            trigger("all")
+                .subscriber(format!("http://{down}/all"))
+                .delivery(patient()),
+        )
+        .start()
+        .await;
+    let url = weft.url("default", "default");
+    let mut ids = send(&url, 10).await;
+
+    // Idle clients take every descriptor the process has.
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        match tokio::net::TcpStream::connect(weft.addr()).await {
+            Ok(stream) => idle.push(stream),
+            Err(_) => break,
+        }
+    }
+    // A manifest change makes it read the folder while it cannot open anything.
+    weft.write_manifest(
+        "late.yaml",
+        trigger("late").subscriber(format!("http://{down}/late")),
+    );
+    tokio::time::sleep(secs(3)).await;
+    drop(idle);
+
+    // Nothing was taken for a deletion: the broker accepts, the trigger kept its cursor,
+    // and the folder is read again once it can be.
+    let sent = Producer::new()
+        .send(&url, &event("com.example.after").build())
+        .await
+        .unwrap();
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.body);
+    ids.extend(send(&url, 10).await);
+    weft.wait_for_triggers(secs(15), |ts| {
+        ts.iter().any(|t| t.name == "late") && ts.iter().any(|t| t.name == "all" && t.ready)
+    })
+    .await;
+    assert!(!weft.log().contains("deleting"), "{}", weft.log());
+    let _sink = deliver_all(down, "/all", &ids).await;
+}
