@@ -74,6 +74,48 @@ async fn linear_backoff_retries_then_succeeds() {
 }
 
 #[tokio::test]
+async fn without_any_delivery_spec_knatives_broker_default_retries() {
+    let sink = Sink::builder()
+        .replies("/late", [Reply::status(503), Reply::status(503)])
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/late")))
+        .start()
+        .await;
+    let sent = send_one(&weft, "com.example.late").await;
+
+    // 10 retries, exponential from PT0.2S: the third attempt gets through.
+    let attempts = sink.wait_for_path("/late", 3, secs(10)).await;
+    assert!(attempts.iter().all(|a| a.id() == sent.id()));
+    assert_gaps(&attempts, &[ms(200), ms(400)]);
+    weft.wait_for_trigger("t1", secs(5), |t| t.delivered == 1)
+        .await;
+}
+
+#[tokio::test]
+async fn the_default_delivery_is_set_by_flags() {
+    let sink = Sink::builder()
+        .always("/down", Reply::status(503))
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .arg("--default-retry=2")
+        .arg("--default-backoff-policy=linear")
+        .arg("--default-backoff-delay=PT0.1S")
+        .manifest("broker.yaml", broker("default"))
+        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/down")))
+        .start()
+        .await;
+    send_one(&weft, "com.example.down").await;
+    let attempts = sink.wait_for_path("/down", 3, secs(10)).await;
+    assert_gaps(&attempts, &[ms(100), ms(200)]);
+    sink.wait_quiet(ms(800), secs(10)).await;
+    assert_eq!(sink.requests_to("/down").len(), 3, "1 attempt + 2 retries");
+}
+
+#[tokio::test]
 async fn exponential_backoff_doubles_and_is_capped_by_backoff_max() {
     let sink = Sink::builder()
         .replies("/exp", [503, 500, 429].map(Reply::status))
