@@ -6,6 +6,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::StatusCode;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use weft_e2e::{Delivery, Producer, Received, Reply, Sink, Weft, broker, event, ms, secs, trigger};
 
 /// Slack allowed above an expected wait: tests share two cores with several debug builds.
@@ -581,4 +582,77 @@ async fn a_permanent_failure_leaves_the_in_flight_window_alone() {
         .wait_for_trigger("t1", secs(5), |t| t.dead_lettered == 4)
         .await;
     assert_eq!(status.in_flight_window, 256);
+}
+
+/// Binary-mode headers of an event of type `ty` whose data is UTF-8 JSON, spelt out rather
+/// than encoded by the helpers, so the test sends exactly what a producer's SDK sends.
+fn utf8_json_headers(ty: &str, id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", id),
+        ("ce-source", "/shop"),
+        ("ce-type", ty),
+        ("content-type", UTF8_JSON),
+    ] {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    headers
+}
+
+const UTF8_JSON: &str = "application/json; charset=utf-8";
+
+#[tokio::test]
+async fn content_type_reaches_sinks_dead_letters_and_replies_unchanged() {
+    let mut reply = Reply::status(200).body(r#"{"confirmed":true}"#);
+    for (name, value) in &utf8_json_headers("com.example.confirmed", "reply-1") {
+        reply = reply.header(name.as_str(), value.to_str().unwrap());
+    }
+    let sink = Sink::builder()
+        .always("/orders", reply)
+        .always("/refuses", Reply::status(400))
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "orders.yaml",
+            trigger("orders")
+                .subscriber(sink.url("/orders"))
+                .filter_attr("type", "com.example.order"),
+        )
+        .manifest(
+            "confirmed.yaml",
+            trigger("confirmed")
+                .subscriber(sink.url("/confirmed"))
+                .filter_attr("type", "com.example.confirmed"),
+        )
+        .manifest(
+            "refuses.yaml",
+            trigger("refuses")
+                .subscriber(sink.url("/refuses"))
+                .filter_attr("type", "com.example.order")
+                .delivery(Delivery::new().dead_letter_sink(sink.url("/dls"))),
+        )
+        .start()
+        .await;
+    let sent = Producer::new()
+        .post(
+            &weft.url("default", "default"),
+            utf8_json_headers("com.example.order", "order-1"),
+            r#"{"order":42}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.status, StatusCode::ACCEPTED);
+
+    for path in ["/orders", "/refuses", "/dls", "/confirmed"] {
+        let got = sink.wait_for_path(path, 1, secs(10)).await;
+        assert_eq!(got[0].header("content-type"), Some(UTF8_JSON), "{path}");
+        let data: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert!(data.is_object(), "{path}: {data}");
+    }
 }
