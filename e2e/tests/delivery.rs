@@ -488,6 +488,34 @@ async fn a_sink_that_is_down_at_first_gets_the_event_once_it_is_up() {
 }
 
 #[tokio::test]
+async fn a_refused_connection_is_dead_lettered_with_its_destination_only() {
+    // Reserve a port, then free it: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let sink = Sink::start().await;
+    let weft = broker_delivery_to(
+        Delivery::new()
+            .retry(1)
+            .linear("PT0.05S")
+            .dead_letter_sink(sink.url("/dls")),
+        format!("http://{port}/stopped"),
+    )
+    .await;
+    let sent = send_one(&weft, "com.example.stopped").await;
+    let dead = sink.wait_for_path("/dls", 1, secs(10)).await;
+    assert_eq!(dead[0].id(), sent.id());
+    assert_eq!(
+        dead[0].ext("knativeerrordest"),
+        Some(format!("http://{port}/stopped"))
+    );
+    // No HTTP response: no status, no body to report.
+    assert_eq!(dead[0].ext("knativeerrorcode"), None);
+    assert_eq!(dead[0].ext("knativeerrordata"), None);
+}
+
+#[tokio::test]
 async fn retry_after_is_honoured_up_to_retry_after_max() {
     let busy = || Reply::status(429).header("retry-after", "1");
     let sink = Sink::builder()
