@@ -100,8 +100,12 @@ pub struct ReplicaArgs {
     #[arg(long, default_value_t = 1024 * 1024, env = "WEFT_MAX_BODY_SIZE")]
     max_body_size: usize,
     /// Events in flight per trigger (a trigger's weft.dev/max-in-flight overrides it).
-    #[arg(long, default_value_t = 256, env = "WEFT_MAX_IN_FLIGHT")]
+    #[arg(long, default_value_t = 256, env = "WEFT_MAX_IN_FLIGHT",
+          value_parser = crate::delivery::max_in_flight())]
     max_in_flight: usize,
+    /// The delivery of triggers whose trigger and broker set none (the dispatcher's).
+    #[command(flatten)]
+    default_delivery: crate::delivery::DefaultDelivery,
 }
 
 impl ReplicaArgs {
@@ -115,6 +119,7 @@ impl ReplicaArgs {
             dataplane: DataPlaneOptions {
                 max_body_size: self.max_body_size,
                 max_in_flight: self.max_in_flight,
+                default_delivery: self.default_delivery.config(),
             },
         }
     }

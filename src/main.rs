@@ -2,6 +2,7 @@
 
 mod bench;
 mod cluster;
+mod delivery;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,8 +57,11 @@ enum Command {
         max_body_size: usize,
         /// Events in flight per trigger at most (a trigger's weft.dev/max-in-flight overrides
         /// it); the window narrows while a sink keeps failing.
-        #[arg(long, default_value_t = 256, env = "WEFT_MAX_IN_FLIGHT")]
+        #[arg(long, default_value_t = 256, env = "WEFT_MAX_IN_FLIGHT",
+              value_parser = delivery::max_in_flight())]
         max_in_flight: usize,
+        #[command(flatten)]
+        default_delivery: delivery::DefaultDelivery,
         /// At start, delete logs and cursors no manifest owns on a shared server too (the
         /// embedded SQLite file is always cleaned; a server may hold other installations' logs).
         #[arg(long, env = "WEFT_COLLECT_GARBAGE")]
@@ -183,6 +187,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             channel,
             max_body_size,
             max_in_flight,
+            default_delivery,
             collect_garbage,
             retain_deleted,
         } => {
@@ -196,6 +201,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 dataplane: DataPlaneOptions {
                     max_body_size,
                     max_in_flight,
+                    default_delivery: default_delivery.config(),
                 },
             };
             standalone::run(options, shutdown_signal()).await?;

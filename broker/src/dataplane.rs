@@ -22,6 +22,8 @@ pub struct DataPlaneOptions {
     pub max_body_size: usize,
     /// Events in flight per trigger unless its `weft.dev/max-in-flight` says otherwise.
     pub max_in_flight: usize,
+    /// The delivery of a trigger when neither it nor its broker has `spec.delivery`.
+    pub default_delivery: DeliveryConfig,
 }
 
 impl Default for DataPlaneOptions {
@@ -29,6 +31,7 @@ impl Default for DataPlaneOptions {
         DataPlaneOptions {
             max_body_size: 1024 * 1024,
             max_in_flight: 256,
+            default_delivery: DeliveryConfig::broker_default(),
         }
     }
 }
@@ -61,6 +64,11 @@ impl DataPlane {
             running: Mutex::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The delivery of a trigger when neither it nor its broker has `spec.delivery`.
+    pub fn default_delivery(&self) -> &DeliveryConfig {
+        &self.options.default_delivery
     }
 
     /// The channel events are stored in.

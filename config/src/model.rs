@@ -78,9 +78,34 @@ pub struct DeliveryConfig {
     pub format: EventFormat,
 }
 
+/// The most retries a DeliverySpec may ask for. Knative sets no bound; this one only
+/// refuses the absurd (`retry: 1000000000` would hold an event for ever): linear retries
+/// every second for almost three hours still fit.
+pub const MAX_RETRY: u32 = 10_000;
+
+/// The longest `backoffDelay`, `backoffMax`, `timeout` and `retryAfterMax`: one day. A wait
+/// or an attempt longer than that is a typo (`PT200S` meant as `PT0.2S`, `P2D` for `PT2S`).
+pub const MAX_DELIVERY_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The most events in flight per trigger (`weft.dev/max-in-flight`, `--max-in-flight`).
+pub const MAX_IN_FLIGHT: usize = 100_000;
+
+impl DeliveryConfig {
+    /// What a stock Knative install gives a Broker without `spec.delivery` (its
+    /// `config-br-defaults`): 10 retries, exponential from 0.2 s, no dead-letter sink. Weft
+    /// delivers with this when neither the Trigger nor its Broker sets `delivery`, unless
+    /// told otherwise (`--default-retry` and its siblings).
+    pub fn broker_default() -> Self {
+        DeliveryConfig {
+            retry: 10,
+            ..DeliveryConfig::default()
+        }
+    }
+}
+
 impl Default for DeliveryConfig {
-    /// No retries, no dead-letter sink: Knative's behaviour when neither the Trigger nor the
-    /// Broker sets `delivery`.
+    /// A DeliverySpec whose fields are all unset: no retries, exponential from 200 ms, no
+    /// dead-letter sink (see [`DeliveryConfig::broker_default`] for a missing spec).
     fn default() -> Self {
         DeliveryConfig {
             retry: 0,

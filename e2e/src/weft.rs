@@ -120,6 +120,7 @@ pub struct WeftBuilder {
     profile: Profile,
     manifests: Vec<(String, String)>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     wait_triggers: bool,
     fd_limit: Option<u32>,
 }
@@ -134,6 +135,12 @@ impl WeftBuilder {
     /// Passes an extra argument to `weft up` (e.g. `--max-body-size`, then its value).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Sets an environment variable of the `weft up` process.
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -181,6 +188,7 @@ impl WeftBuilder {
             stderr_log: dir.path().join("weft.log"),
             dir,
             args: self.args,
+            env: self.env,
             child: None,
             addr: None,
             wait_triggers: self.wait_triggers,
@@ -203,6 +211,8 @@ pub struct Weft {
     /// Where the child's stderr (its logs) goes, appended across restarts.
     stderr_log: PathBuf,
     args: Vec<String>,
+    /// Extra environment variables.
+    env: Vec<(String, String)>,
     child: Option<Child>,
     /// Known after the first start; restarts reuse the port so producers keep their URL.
     addr: Option<SocketAddr>,
@@ -236,6 +246,7 @@ impl Weft {
             profile: Profile::Debug,
             manifests: Vec::new(),
             args: Vec::new(),
+            env: Vec::new(),
             wait_triggers: true,
             fd_limit: None,
         }
@@ -342,6 +353,7 @@ impl Weft {
             .arg("--addr")
             .arg(&addr)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

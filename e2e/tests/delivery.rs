@@ -6,6 +6,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::StatusCode;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use weft_e2e::{Delivery, Producer, Received, Reply, Sink, Weft, broker, event, ms, secs, trigger};
 
 /// Slack allowed above an expected wait: tests share two cores with several debug builds.
@@ -71,6 +72,48 @@ async fn linear_backoff_retries_then_succeeds() {
     // The third attempt succeeded: no fourth comes.
     let all = sink.wait_quiet(ms(800), secs(10)).await;
     assert_eq!(all.len(), 3, "attempts after success");
+}
+
+#[tokio::test]
+async fn without_any_delivery_spec_knatives_broker_default_retries() {
+    let sink = Sink::builder()
+        .replies("/late", [Reply::status(503), Reply::status(503)])
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/late")))
+        .start()
+        .await;
+    let sent = send_one(&weft, "com.example.late").await;
+
+    // 10 retries, exponential from PT0.2S: the third attempt gets through.
+    let attempts = sink.wait_for_path("/late", 3, secs(10)).await;
+    assert!(attempts.iter().all(|a| a.id() == sent.id()));
+    assert_gaps(&attempts, &[ms(200), ms(400)]);
+    weft.wait_for_trigger("t1", secs(5), |t| t.delivered == 1)
+        .await;
+}
+
+#[tokio::test]
+async fn the_default_delivery_is_set_by_flags() {
+    let sink = Sink::builder()
+        .always("/down", Reply::status(503))
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .arg("--default-retry=2")
+        .arg("--default-backoff-policy=linear")
+        .arg("--default-backoff-delay=PT0.1S")
+        .manifest("broker.yaml", broker("default"))
+        .manifest("t.yaml", trigger("t1").subscriber(sink.url("/down")))
+        .start()
+        .await;
+    send_one(&weft, "com.example.down").await;
+    let attempts = sink.wait_for_path("/down", 3, secs(10)).await;
+    assert_gaps(&attempts, &[ms(100), ms(200)]);
+    sink.wait_quiet(ms(800), secs(10)).await;
+    assert_eq!(sink.requests_to("/down").len(), 3, "1 attempt + 2 retries");
 }
 
 #[tokio::test]
@@ -445,6 +488,34 @@ async fn a_sink_that_is_down_at_first_gets_the_event_once_it_is_up() {
 }
 
 #[tokio::test]
+async fn a_refused_connection_is_dead_lettered_with_its_destination_only() {
+    // Reserve a port, then free it: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let sink = Sink::start().await;
+    let weft = broker_delivery_to(
+        Delivery::new()
+            .retry(1)
+            .linear("PT0.05S")
+            .dead_letter_sink(sink.url("/dls")),
+        format!("http://{port}/stopped"),
+    )
+    .await;
+    let sent = send_one(&weft, "com.example.stopped").await;
+    let dead = sink.wait_for_path("/dls", 1, secs(10)).await;
+    assert_eq!(dead[0].id(), sent.id());
+    assert_eq!(
+        dead[0].ext("knativeerrordest"),
+        Some(format!("http://{port}/stopped"))
+    );
+    // No HTTP response: no status, no body to report.
+    assert_eq!(dead[0].ext("knativeerrorcode"), None);
+    assert_eq!(dead[0].ext("knativeerrordata"), None);
+}
+
+#[tokio::test]
 async fn retry_after_is_honoured_up_to_retry_after_max() {
     let busy = || Reply::status(429).header("retry-after", "1");
     let sink = Sink::builder()
@@ -539,4 +610,77 @@ async fn a_permanent_failure_leaves_the_in_flight_window_alone() {
         .wait_for_trigger("t1", secs(5), |t| t.dead_lettered == 4)
         .await;
     assert_eq!(status.in_flight_window, 256);
+}
+
+/// Binary-mode headers of an event of type `ty` whose data is UTF-8 JSON, spelt out rather
+/// than encoded by the helpers, so the test sends exactly what a producer's SDK sends.
+fn utf8_json_headers(ty: &str, id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("ce-specversion", "1.0"),
+        ("ce-id", id),
+        ("ce-source", "/shop"),
+        ("ce-type", ty),
+        ("content-type", UTF8_JSON),
+    ] {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    headers
+}
+
+const UTF8_JSON: &str = "application/json; charset=utf-8";
+
+#[tokio::test]
+async fn content_type_reaches_sinks_dead_letters_and_replies_unchanged() {
+    let mut reply = Reply::status(200).body(r#"{"confirmed":true}"#);
+    for (name, value) in &utf8_json_headers("com.example.confirmed", "reply-1") {
+        reply = reply.header(name.as_str(), value.to_str().unwrap());
+    }
+    let sink = Sink::builder()
+        .always("/orders", reply)
+        .always("/refuses", Reply::status(400))
+        .start()
+        .await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest(
+            "orders.yaml",
+            trigger("orders")
+                .subscriber(sink.url("/orders"))
+                .filter_attr("type", "com.example.order"),
+        )
+        .manifest(
+            "confirmed.yaml",
+            trigger("confirmed")
+                .subscriber(sink.url("/confirmed"))
+                .filter_attr("type", "com.example.confirmed"),
+        )
+        .manifest(
+            "refuses.yaml",
+            trigger("refuses")
+                .subscriber(sink.url("/refuses"))
+                .filter_attr("type", "com.example.order")
+                .delivery(Delivery::new().dead_letter_sink(sink.url("/dls"))),
+        )
+        .start()
+        .await;
+    let sent = Producer::new()
+        .post(
+            &weft.url("default", "default"),
+            utf8_json_headers("com.example.order", "order-1"),
+            r#"{"order":42}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.status, StatusCode::ACCEPTED);
+
+    for path in ["/orders", "/refuses", "/dls", "/confirmed"] {
+        let got = sink.wait_for_path(path, 1, secs(10)).await;
+        assert_eq!(got[0].header("content-type"), Some(UTF8_JSON), "{path}");
+        let data: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert!(data.is_object(), "{path}: {data}");
+    }
 }

@@ -1,5 +1,6 @@
 //! The wire: the message sent on every attempt, the response read back, and the innermost
-//! service of the stack that POSTs one to the sink with hyper's pooled client.
+//! service of the stack that POSTs one to the sink with hyper's pooled client, over TLS for
+//! an `https://` sink (see `tls`).
 //!
 //! An event is encoded once per delivery into an [`Outgoing`] (headers and a [`Bytes`]
 //! body) that every attempt shares; an attempt clones the header map and bumps the body's
@@ -18,6 +19,7 @@ use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -130,8 +132,8 @@ pub(crate) struct SinkResponse {
     pub(crate) truncated: bool,
 }
 
-/// The HTTP client deliveries share: pooled HTTP/1.1 connections per sink.
-pub type DeliveryClient = Client<HttpConnector, Full<Bytes>>;
+/// The HTTP client deliveries share: pooled HTTP/1.1 connections per sink, plain or TLS.
+pub type DeliveryClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The innermost service: POSTs an [`Outgoing`] to one URL and reads the response.
 #[derive(Clone, Debug)]
@@ -222,11 +224,19 @@ where
 /// client has no redirect support at all), connections are pooled per sink, and there is
 /// no overall timeout (the DeliverySpec's `timeout` bounds each attempt in the stack).
 /// Connecting alone is bounded, so a black-holed sink without a `timeout` still fails in
-/// seconds rather than minutes.
+/// seconds rather than minutes. `https://` sinks are reached over TLS, their certificate
+/// checked against the system's roots.
 pub fn http_client() -> DeliveryClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    connector.set_nodelay(true);
+    let mut tcp = HttpConnector::new();
+    // The TLS connector below takes both schemes; this one only opens the TCP connection.
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(Duration::from_secs(10)));
+    tcp.set_nodelay(true);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(super::tls::client_config())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
     Client::builder(TokioExecutor::new())
         // Idle connections kept per sink: enough for a busy trigger's in-flight deliveries.
         .pool_max_idle_per_host(512)

@@ -7,7 +7,7 @@
 //! retry    DeliverySpec: retry cap, backoff, Retry-After          (policy.rs)
 //! attempt  number, span, metrics; classify; store a 200's reply   (attempt.rs, reply.rs)
 //! timeout  DeliverySpec `timeout`, per attempt                    (tower)
-//! sink     POST with hyper: binary or structured, Prefer: reply (http.rs)
+//! sink     POST with hyper (TLS for https): binary or structured, Prefer: reply (http.rs)
 //! ```
 //!
 //! [`SinkService::deliver`] runs the whole retry loop and returns an [`Outcome`]. On a
@@ -21,6 +21,7 @@
 //! - `attempt`: the per-attempt layer (span, metrics, judging the response).
 //! - `reply`: judging a response; [`ReplySink`], where replies go.
 //! - `http`: the encoded request, the response, the HTTP service, [`http_client`].
+//! - `tls`: TLS for `https://` sinks, with the system's root certificates.
 //! - `dead_letter`: [`dead_letter_event`] and its error extensions.
 //! - `error`: [`DeliveryError`], why an attempt failed.
 
@@ -32,6 +33,7 @@ mod error;
 mod http;
 mod policy;
 mod reply;
+mod tls;
 
 use std::fmt;
 use std::sync::Arc;

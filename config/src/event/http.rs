@@ -3,7 +3,8 @@
 //!
 //! Mode detection follows the binding: a `Content-Type` starting with
 //! `application/cloudevents-batch` is batched, `application/cloudevents` is structured, and
-//! anything else is binary (attributes in `ce-` headers, percent-encoded UTF-8).
+//! anything else is binary (attributes in `ce-` headers, percent-encoded UTF-8; the
+//! `Content-Type` header is `datacontenttype` as it is, never percent-encoded).
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -149,7 +150,14 @@ pub fn encode_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
         put(header, &value.as_str());
     }
     if let Some(ct) = event.datacontenttype() {
-        put(CONTENT_TYPE, ct);
+        // `Content-Type` is an HTTP header, not a `ce-` attribute header: it goes out as the
+        // producer sent it (`application/json; charset=utf-8`). Only a value that is not
+        // printable ASCII (possible in a structured event) is percent-encoded.
+        let value = match HeaderValue::from_str(ct) {
+            Ok(value) if ct.is_ascii() => value,
+            _ => percent_encode(ct),
+        };
+        headers.insert(CONTENT_TYPE, value);
     }
     event.data().cloned().unwrap_or_default()
 }
@@ -289,6 +297,35 @@ mod tests {
             back.extension("n"),
             Some(&AttributeValue::String("7".into()))
         );
+    }
+
+    #[test]
+    fn content_type_goes_out_as_it_came_in() {
+        let h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("ce-subject", "a b"),
+            ("content-type", "application/json; charset=utf-8"),
+        ]);
+        let e = decode(&h, Bytes::from_static(b"{}")).unwrap().remove(0);
+        assert_eq!(e.datacontenttype(), Some("application/json; charset=utf-8"));
+        let mut out = HeaderMap::new();
+        encode_binary(&e, &mut out);
+        assert_eq!(out[CONTENT_TYPE], "application/json; charset=utf-8");
+        assert_eq!(
+            out["ce-subject"], "a%20b",
+            "ce- attributes are still encoded"
+        );
+
+        // A structured event's datacontenttype that no header can hold is encoded.
+        let mut e = Event::new("1", "/s", "t").unwrap();
+        e.set_datacontenttype(Some("text/plain; name=\"café\"".into()))
+            .unwrap();
+        let mut out = HeaderMap::new();
+        encode_binary(&e, &mut out);
+        assert_eq!(out[CONTENT_TYPE], "text/plain;%20name=%22caf%C3%A9%22");
     }
 
     #[test]

@@ -22,4 +22,4 @@ pub use types::{
     Broker, BrokerSpec, DeliverySpec, Destination, KReference, ObjectMeta, SubscriptionsAPIFilter,
     Trigger, TriggerFilter, TriggerSpec,
 };
-pub use validate::parse_duration;
+pub use validate::{parse_delivery_duration, parse_duration};

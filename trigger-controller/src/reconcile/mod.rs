@@ -569,7 +569,7 @@ impl Reconciler {
             .delivery
             .clone()
             .or_else(|| broker.delivery.clone())
-            .unwrap_or_default();
+            .unwrap_or_else(|| self.dataplane.default_delivery().clone());
         let unchanged = self
             .running
             .get(key)

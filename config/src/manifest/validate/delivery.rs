@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::manifest::problem::FieldError;
 use crate::manifest::types::{DeliverySpec, Destination};
-use crate::model::{BackoffPolicy, DeliveryConfig, EventFormat};
+use crate::model::{BackoffPolicy, DeliveryConfig, EventFormat, MAX_DELIVERY_DURATION, MAX_RETRY};
 
 /// Checks `spec` found at `field` (e.g. `spec.delivery`); problems go to `errors`.
 pub(crate) fn delivery(
@@ -21,10 +21,14 @@ pub(crate) fn delivery(
     let mut config = DeliveryConfig::default();
     if let Some(retry) = spec.retry {
         match u32::try_from(retry) {
-            Ok(retry) => config.retry = retry,
+            Ok(retry) if retry <= MAX_RETRY => config.retry = retry,
+            Ok(_) => errors.push(FieldError::new(
+                format!("{field}.retry"),
+                format!("{retry} is too many; give 0 to {MAX_RETRY} retries"),
+            )),
             Err(_) => errors.push(FieldError::new(
                 format!("{field}.retry"),
-                format!("{retry} is negative; give 0 or more retries"),
+                format!("{retry} is negative; give 0 to {MAX_RETRY} retries"),
             )),
         }
     }
@@ -40,7 +44,7 @@ pub(crate) fn delivery(
     }
     let mut duration_at = |name: &str, value: &Option<String>| {
         let value = value.as_deref()?;
-        parse_duration(value)
+        parse_delivery_duration(value)
             .map_err(|message| errors.push(FieldError::new(format!("{field}.{name}"), message)))
             .ok()
     };
@@ -130,6 +134,19 @@ pub(crate) fn destination(
             ));
             None
         }
+    }
+}
+
+/// Parses a DeliverySpec duration (`backoffDelay`, `timeout`, …): an ISO-8601 duration of
+/// at most [`MAX_DELIVERY_DURATION`], one day.
+pub fn parse_delivery_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration <= MAX_DELIVERY_DURATION {
+        Ok(duration)
+    } else {
+        Err(format!(
+            "{text:?} is longer than a day; give a duration from PT0S to P1D (e.g. PT0.2S)"
+        ))
     }
 }
 
@@ -267,7 +284,7 @@ mod tests {
             ..DeliverySpec::default()
         });
         assert_eq!(error.field, "spec.delivery.retry");
-        assert!(error.message.contains("give 0 or more"), "{error}");
+        assert!(error.message.contains("give 0 to 10000 retries"), "{error}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 mod delivery;
 mod filter;
 
-pub use delivery::parse_duration;
+pub use delivery::{parse_delivery_duration, parse_duration};
 pub use filter::is_attribute_name;
 
 use crate::manifest::problem::FieldError;
@@ -16,7 +16,7 @@ use crate::manifest::types::{
     BROKER_CLASS_ANNOTATION, Broker, DELIVERY_ORDER_ANNOTATION, EVENTING_API_VERSION,
     KAFKA_DELIVERY_ORDER_ANNOTATION, KReference, MAX_IN_FLIGHT_ANNOTATION, ObjectMeta, Trigger,
 };
-use crate::model::{BrokerConfig, DeliveryOrder, TriggerConfig};
+use crate::model::{BrokerConfig, DeliveryOrder, MAX_IN_FLIGHT, TriggerConfig};
 
 impl Broker {
     /// Checks this Broker and returns its validated form, or every problem found.
@@ -221,13 +221,13 @@ fn delivery_order(meta: &ObjectMeta, errors: &mut Vec<FieldError>) -> DeliveryOr
 fn max_in_flight(meta: &ObjectMeta, errors: &mut Vec<FieldError>) -> Option<usize> {
     let value = meta.annotations.get(MAX_IN_FLIGHT_ANNOTATION)?;
     match value.trim().parse::<usize>() {
-        Ok(limit) if limit > 0 => Some(limit),
+        Ok(limit) if (1..=MAX_IN_FLIGHT).contains(&limit) => Some(limit),
         _ => {
             errors.push(FieldError::new(
                 annotation_field(MAX_IN_FLIGHT_ANNOTATION),
                 format!(
-                    "{value:?} is not a positive integer; give the most events to deliver at \
-                     once (e.g. \"100\")"
+                    "{value:?} is not an integer from 1 to {MAX_IN_FLIGHT}; give the most \
+                     events to deliver at once (e.g. \"100\")"
                 ),
             ));
             None

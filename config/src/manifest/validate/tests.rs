@@ -229,12 +229,76 @@ fn delivery_order_annotations() {
 }
 
 #[test]
-fn max_in_flight_must_be_a_positive_integer() {
-    for bad in ["0", "-1", "many", "1.5", ""] {
+fn max_in_flight_must_be_an_integer_from_1_to_100000() {
+    for bad in ["0", "-1", "many", "1.5", "", "100001", "100000000000"] {
         let error = only_error(with_annotations(&[(MAX_IN_FLIGHT_ANNOTATION, bad)]));
         assert_eq!(error.field, "metadata.annotations[weft.dev/max-in-flight]");
-        assert!(error.message.contains("positive integer"), "{error}");
+        assert!(
+            error.message.contains("is not an integer from 1 to 100000"),
+            "{error}"
+        );
     }
+    let most = with_annotations(&[(MAX_IN_FLIGHT_ANNOTATION, "100000")]);
+    assert_eq!(most.validate().unwrap().max_in_flight, Some(100_000));
+}
+
+/// A trigger with `delivery` given as YAML lines under `spec.delivery`.
+fn with_delivery(lines: &str) -> Trigger {
+    trigger(&format!("{MINIMAL_TRIGGER}  delivery:\n{lines}"))
+}
+
+#[test]
+fn retry_is_bounded_by_10000() {
+    for bad in ["1000000000", "10001", "-1"] {
+        let error = only_error(with_delivery(&format!("    retry: {bad}\n")));
+        assert_eq!(error.field, "spec.delivery.retry");
+        assert!(
+            error.message.starts_with(bad) && error.message.contains("give 0 to 10000 retries"),
+            "{error}"
+        );
+    }
+    let most = with_delivery("    retry: 10000\n").validate().unwrap();
+    assert_eq!(most.delivery.unwrap().retry, 10_000);
+}
+
+#[test]
+fn delivery_durations_are_at_most_a_day() {
+    for field in ["backoffDelay", "backoffMax", "timeout", "retryAfterMax"] {
+        for bad in ["P1DT1S", "P2W", "PT100000S"] {
+            let error = only_error(with_delivery(&format!("    {field}: {bad}\n")));
+            assert_eq!(error.field, format!("spec.delivery.{field}"));
+            assert!(
+                error
+                    .message
+                    .contains("is longer than a day; give a duration from PT0S to P1D"),
+                "{error}"
+            );
+        }
+        let day = with_delivery(&format!("    {field}: P1D\n")).validate();
+        assert!(day.is_ok(), "{field}: P1D is allowed: {day:?}");
+    }
+    let broker = broker(
+        "
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+spec:
+  delivery:
+    retry: 1000000000
+    backoffDelay: P3D
+",
+    );
+    let fields: Vec<_> = broker
+        .validate()
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(
+        fields,
+        ["spec.delivery.retry", "spec.delivery.backoffDelay"]
+    );
 }
 
 #[test]
