@@ -8,6 +8,8 @@ use clap::Args;
 use weft_broker::DataPlaneOptions;
 use weft_controller::cluster::{BrokerClass, ControllerOptions, LeaseTiming, ReplicaOptions};
 
+use crate::limits::LimitArgs;
+
 /// Settings every Kubernetes role shares.
 #[derive(Args)]
 pub struct Shared {
@@ -96,6 +98,8 @@ pub struct ReplicaArgs {
     /// Events in flight per trigger (a trigger's weft.dev/max-in-flight overrides it).
     #[arg(long, default_value_t = 256, env = "WEFT_MAX_IN_FLIGHT")]
     max_in_flight: usize,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 impl ReplicaArgs {
@@ -109,6 +113,7 @@ impl ReplicaArgs {
             dataplane: DataPlaneOptions {
                 max_body_size: self.max_body_size,
                 max_in_flight: self.max_in_flight,
+                limits: self.limits.into(),
             },
         }
     }

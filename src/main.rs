@@ -2,6 +2,7 @@
 
 mod bench;
 mod cluster;
+mod limits;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ enum Command {
         /// embedded SQLite file is always cleaned; a server may hold other installations' logs).
         #[arg(long, env = "WEFT_COLLECT_GARBAGE")]
         collect_garbage: bool,
+        #[command(flatten)]
+        limits: limits::LimitArgs,
     },
     /// Send one CloudEvent and print the response status.
     Send {
@@ -156,6 +159,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             max_body_size,
             max_in_flight,
             collect_garbage,
+            limits,
         } => {
             let options = StandaloneOptions {
                 collect_garbage,
@@ -166,6 +170,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 dataplane: DataPlaneOptions {
                     max_body_size,
                     max_in_flight,
+                    limits: limits.into(),
                 },
             };
             standalone::run(options, shutdown_signal()).await?;

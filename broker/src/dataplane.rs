@@ -13,6 +13,7 @@ use crate::delivery;
 use crate::dispatcher::{BrokerReplies, Dispatcher, TriggerStats, TriggerStatsSnapshot, Window};
 use crate::error::BrokerError;
 use crate::filter::Filter;
+use crate::ingress::listen::ClientLimits;
 use crate::ingress::{self, Ingress};
 
 /// Process-wide data plane settings (runtime knobs, never from manifests).
@@ -22,6 +23,8 @@ pub struct DataPlaneOptions {
     pub max_body_size: usize,
     /// Events in flight per trigger unless its `weft.dev/max-in-flight` says otherwise.
     pub max_in_flight: usize,
+    /// What one client may hold: connections, header, body and idle time, header fields.
+    pub limits: ClientLimits,
 }
 
 impl Default for DataPlaneOptions {
@@ -29,6 +32,7 @@ impl Default for DataPlaneOptions {
         DataPlaneOptions {
             max_body_size: 1024 * 1024,
             max_in_flight: 256,
+            limits: ClientLimits::default(),
         }
     }
 }
@@ -54,7 +58,11 @@ impl DataPlane {
     /// Creates a data plane over a channel.
     pub fn new(channel: Arc<dyn Channel>, options: DataPlaneOptions) -> Self {
         DataPlane {
-            ingress: Arc::new(Ingress::new(channel.clone(), options.max_body_size)),
+            ingress: Arc::new(Ingress::new(
+                channel.clone(),
+                options.max_body_size,
+                options.limits.clone(),
+            )),
             channel,
             client: delivery::http_client(),
             options,
