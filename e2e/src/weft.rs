@@ -176,8 +176,11 @@ impl WeftBuilder {
             child: None,
             addr: None,
             wait_triggers: self.wait_triggers,
+            // Keeps no idle connection to weft, which would count against its
+            // `--max-connections` in tests of the cap.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("an HTTP client"),
         };
