@@ -17,8 +17,9 @@
 //! At `max_connections` the listener stops accepting: new connections wait in the kernel's
 //! accept backlog until one closes, and those already open are untouched. An accept error
 //! such as `EMFILE` (no file descriptor left) pauses accepting briefly, with backoff, and is
-//! logged at WARN at most once per [`WARN_EVERY`]. On shutdown the listener closes, idle
-//! connections close at once, and requests in progress finish before [`serve`] returns.
+//! logged at WARN at most once per [`WARN_EVERY`]. On shutdown the listener closes,
+//! connections between requests close at once, and requests in progress finish before
+//! [`serve`] returns.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -281,6 +282,11 @@ impl Connection {
                 _ = changes.changed() => {}
                 () = sleep_until(deadline) => break,
                 _ = self.stopping.wait_for(|stop| *stop), if !stopping => {
+                    // A request in progress finishes (and its connection then closes);
+                    // a connection between requests closes now.
+                    if !matches!(*changes.borrow(), Phase::Busy) {
+                        return;
+                    }
                     stopping = true;
                     Pin::new(&mut conn).graceful_shutdown();
                 }
