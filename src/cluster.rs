@@ -8,6 +8,8 @@ use clap::Args;
 use weft_broker::DataPlaneOptions;
 use weft_controller::cluster::{BrokerClass, ControllerOptions, LeaseTiming, ReplicaOptions};
 
+use crate::limits::LimitArgs;
+
 /// Settings every Kubernetes role shares.
 #[derive(Args)]
 pub struct Shared {
@@ -106,6 +108,8 @@ pub struct ReplicaArgs {
     /// The delivery of triggers whose trigger and broker set none (the dispatcher's).
     #[command(flatten)]
     default_delivery: crate::delivery::DefaultDelivery,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 impl ReplicaArgs {
@@ -120,6 +124,7 @@ impl ReplicaArgs {
                 max_body_size: self.max_body_size,
                 max_in_flight: self.max_in_flight,
                 default_delivery: self.default_delivery.config(),
+                limits: self.limits.into(),
             },
         }
     }

@@ -3,6 +3,7 @@
 mod bench;
 mod cluster;
 mod delivery;
+mod limits;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,8 @@ enum Command {
         /// purge` deletes it sooner, restoring the manifest resumes it.
         #[arg(long, default_value = "PT1H", value_parser = parse_duration, env = "WEFT_RETAIN_DELETED")]
         retain_deleted: Duration,
+        #[command(flatten)]
+        limits: limits::LimitArgs,
     },
     /// Delete now the log or cursor a deleted broker or trigger left behind with undelivered
     /// events (`weft get` shows it as Retained). The events it holds are lost.
@@ -190,6 +193,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             default_delivery,
             collect_garbage,
             retain_deleted,
+            limits,
         } => {
             let options = StandaloneOptions {
                 collect_garbage,
@@ -202,6 +206,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     max_body_size,
                     max_in_flight,
                     default_delivery: default_delivery.config(),
+                    limits: limits.into(),
                 },
             };
             standalone::run(options, shutdown_signal()).await?;

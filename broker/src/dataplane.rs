@@ -13,6 +13,7 @@ use crate::delivery;
 use crate::dispatcher::{BrokerReplies, Dispatcher, TriggerStats, TriggerStatsSnapshot, Window};
 use crate::error::BrokerError;
 use crate::filter::Filter;
+use crate::ingress::listen::ClientLimits;
 use crate::ingress::{self, Ingress};
 
 /// Process-wide data plane settings (runtime knobs, never from manifests).
@@ -24,6 +25,8 @@ pub struct DataPlaneOptions {
     pub max_in_flight: usize,
     /// The delivery of a trigger when neither it nor its broker has `spec.delivery`.
     pub default_delivery: DeliveryConfig,
+    /// What one client may hold: connections, header, body and idle time, header fields.
+    pub limits: ClientLimits,
 }
 
 impl Default for DataPlaneOptions {
@@ -32,6 +35,7 @@ impl Default for DataPlaneOptions {
             max_body_size: 1024 * 1024,
             max_in_flight: 256,
             default_delivery: DeliveryConfig::broker_default(),
+            limits: ClientLimits::default(),
         }
     }
 }
@@ -57,7 +61,11 @@ impl DataPlane {
     /// Creates a data plane over a channel.
     pub fn new(channel: Arc<dyn Channel>, options: DataPlaneOptions) -> Self {
         DataPlane {
-            ingress: Arc::new(Ingress::new(channel.clone(), options.max_body_size)),
+            ingress: Arc::new(Ingress::new(
+                channel.clone(),
+                options.max_body_size,
+                options.limits.clone(),
+            )),
             channel,
             client: delivery::http_client(),
             options,

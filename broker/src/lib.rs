@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`DataPlane`]: registers brokers and triggers, serves the HTTP router.
-//! - [`ingress`]: `POST /<namespace>/<broker>`: validate, stamp, append durably, answer 202.
+//! - [`ingress`]: `POST /<namespace>/<broker>`: validate, stamp, append durably, answer 202;
+//!   [`ingress::listen`] serves a port within what one client may hold.
 //! - [`dispatcher`]: one task per trigger: read from its cursor, filter, deliver, ack.
 //! - [`delivery`]: sending one event to one sink as a tower stack (retry, backoff, timeout,
 //!   replies, dead letters).

@@ -101,6 +101,19 @@ impl ChannelError {
         }
     }
 
+    /// The error and its chain of causes on one line, `: `-separated, for logs and
+    /// `/readyz`.
+    pub fn describe(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = StdError::source(self);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
     /// A short, bounded name for the error, fit for a metric label.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -171,5 +184,9 @@ mod tests {
         };
         assert!(append.is_retriable());
         assert_eq!(append.source().unwrap().to_string(), "disk full");
+        assert_eq!(
+            append.describe(),
+            "cannot append to the log of broker default/b: disk full"
+        );
     }
 }

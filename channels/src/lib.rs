@@ -116,6 +116,14 @@ pub trait Channel: Send + Sync + 'static {
         })
     }
 
+    /// Checks, without storing anything, whether the channel can store now: the ingress
+    /// asks while its appends fail, to report ready again once storage is back. The
+    /// default asks for the list of logs (for a server, that it answers).
+    /// [`ChannelError::Unsupported`] means only an append can tell.
+    async fn probe(&self) -> Result<(), ChannelError> {
+        self.logs().await.map(drop)
+    }
+
     /// Persists what is only held in memory (cursors of recent acknowledgements) and
     /// stops the channel's background work; later calls fail with
     /// [`ChannelError::Closed`]. A channel dropped without `close` loses at most the last

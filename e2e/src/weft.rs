@@ -193,8 +193,11 @@ impl WeftBuilder {
             addr: None,
             wait_triggers: self.wait_triggers,
             fd_limit: self.fd_limit,
+            // Keeps no idle connection to weft, which would count against its
+            // `--max-connections` in tests of the cap.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("an HTTP client"),
         };

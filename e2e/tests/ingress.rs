@@ -1,8 +1,14 @@
 //! Broker ingress as a producer sees it: content modes, status codes, limits, the webhook
-//! handshake, health endpoints and `weft send`.
+//! handshake, health endpoints and `weft send`; and as a misbehaving client sees it: slow
+//! headers and bodies, idle connections, the connection cap and the header field limit.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 use weft_config::event::http::{STRUCTURED_JSON, encode_binary, encode_structured};
 use weft_e2e::producer::content_type;
 use weft_e2e::{Producer, Sink, Weft, broker, event, ms, secs, trigger};
@@ -482,4 +488,310 @@ async fn weft_send_prints_the_status_and_exits_by_it() {
         "prints the status line: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// A raw connection to weft, for a client that misbehaves on purpose.
+async fn connect(weft: &Weft) -> TcpStream {
+    TcpStream::connect(weft.addr())
+        .await
+        .expect("connect to weft")
+}
+
+/// Reads until the server closes the connection or `within` passes. Returns what arrived
+/// and whether the server closed it (a reset after the response counts as closed).
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&received).into_owned(), closed)
+}
+
+/// Reads one response to a request whose answer has a `content-length` (every answer of
+/// weft's small endpoints), within `within`. `None` if it did not arrive.
+async fn read_response(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&received).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_owned())
+                    })
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return Some(text);
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+const GET_HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: weft\r\n\r\n";
+
+#[tokio::test]
+async fn a_header_sent_slowly_gets_408_and_a_silent_connection_is_closed() {
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .arg("--header-read-timeout")
+        .arg("1s")
+        .start()
+        .await;
+
+    // Slowloris: a header line every 200 ms, never the blank line that ends the header.
+    let mut slow = connect(&weft).await;
+    slow.write_all(b"POST /default/default HTTP/1.1\r\nhost: weft\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (mut reader, mut writer) = slow.into_split();
+    let trickle = tokio::spawn(async move {
+        for i in 0..25 {
+            if writer
+                .write_all(format!("x-slow-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(ms(200)).await;
+        }
+    });
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(secs(4), reader.read_to_end(&mut received))
+        .await
+        .is_ok();
+    trickle.abort();
+    let response = String::from_utf8_lossy(&received);
+    assert!(closed, "the slow client is cut off; it got {response:?}");
+    assert!(
+        started.elapsed() < secs(3),
+        "cut off near the 1 s timeout, not after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        response.starts_with("HTTP/1.1 408"),
+        "a 408 for a late header: {response:?}"
+    );
+    assert!(
+        response.contains("within 1s"),
+        "names the limit: {response:?}"
+    );
+
+    // A connection that never sends a byte is closed without a response.
+    let mut silent = connect(&weft).await;
+    let started = Instant::now();
+    let (response, closed) = read_until_closed(&mut silent, secs(4)).await;
+    assert!(
+        closed && response.is_empty(),
+        "closed silently: {response:?}"
+    );
+    assert!(started.elapsed() < secs(3), "after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_after_the_idle_timeout() {
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .arg("--idle-timeout")
+        .arg("1s")
+        .start()
+        .await;
+    let mut conn = connect(&weft).await;
+    // Requests closer together than the timeout keep the connection.
+    for _ in 0..3 {
+        conn.write_all(GET_HEALTHZ).await.unwrap();
+        let response = read_response(&mut conn, secs(5)).await.expect("a response");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+        tokio::time::sleep(ms(600)).await;
+    }
+    let idle_since = Instant::now();
+    let (rest, closed) = read_until_closed(&mut conn, secs(4)).await;
+    assert!(closed, "the idle connection is closed");
+    assert!(rest.is_empty(), "closed without a response: {rest:?}");
+    let idle = idle_since.elapsed() + ms(600);
+    assert!(
+        idle >= ms(900) && idle < secs(3),
+        "closed after about 1 s idle, not {idle:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_sent_slowly_gets_408_and_is_not_stored() {
+    let sink = Sink::start().await;
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .manifest("all.yaml", trigger("all").subscriber(sink.url("/all")))
+        .arg("--body-read-timeout")
+        .arg("1s")
+        .start()
+        .await;
+
+    // A valid event whose 100-byte body arrives 10 bytes every 300 ms.
+    let slow = event("com.example.slow")
+        .data("text/plain", vec![b'x'; 100])
+        .build();
+    let mut headers = HeaderMap::new();
+    let body = encode_binary(&slow, &mut headers);
+    let mut head = format!(
+        "POST /default/default HTTP/1.1\r\nhost: weft\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in &headers {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    head.push_str("\r\n");
+    let conn = connect(&weft).await;
+    let (mut reader, mut writer) = conn.into_split();
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let trickle = tokio::spawn(async move {
+        for chunk in body.chunks(10) {
+            if writer.write_all(chunk).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(ms(300)).await;
+        }
+    });
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(secs(5), reader.read_to_end(&mut received))
+        .await
+        .is_ok();
+    trickle.abort();
+    let response = String::from_utf8_lossy(&received);
+    assert!(
+        response.starts_with("HTTP/1.1 408"),
+        "a 408 for a late body: {response:?}"
+    );
+    assert!(
+        response.contains("within 1s"),
+        "names the limit: {response:?}"
+    );
+    assert!(closed, "and the connection is closed");
+    assert!(started.elapsed() < secs(3), "after {:?}", started.elapsed());
+
+    // Nothing of it was stored: the next event is the only delivery.
+    let good = event("com.example.good").build();
+    let url = weft.url("default", "default");
+    let sent = Producer::new().send(&url, &good).await.unwrap();
+    assert_eq!(sent.status, StatusCode::ACCEPTED);
+    let received = sink.wait_for(1, secs(10)).await;
+    assert_eq!(received[0].id(), good.id());
+    tokio::time::sleep(ms(500)).await;
+    assert_eq!(sink.requests().len(), 1, "the slow event was never stored");
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_a_new_connection_waits_until_one_closes() {
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .arg("--max-connections")
+        .arg("2")
+        .start()
+        .await;
+    // Two connections hold the two places, one of them with a request half sent.
+    let mut first = connect(&weft).await;
+    first.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let mut second = connect(&weft).await;
+    second.write_all(GET_HEALTHZ).await.unwrap();
+    let response = read_response(&mut second, secs(5)).await;
+    assert!(response.is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+
+    // A third connects (the kernel queues it) but is not served...
+    let mut third = connect(&weft).await;
+    third.write_all(GET_HEALTHZ).await.unwrap();
+    assert_eq!(
+        read_response(&mut third, ms(700)).await,
+        None,
+        "not served at the cap"
+    );
+    // ...while the requests in progress complete.
+    first.write_all(b"host: weft\r\n\r\n").await.unwrap();
+    let response = read_response(&mut first, secs(5)).await;
+    assert!(
+        response.is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+        "the request in progress completes"
+    );
+    assert_eq!(read_response(&mut third, ms(300)).await, None);
+
+    // Once one closes, the waiting connection is served.
+    drop(second);
+    let response = read_response(&mut third, secs(5)).await;
+    assert!(
+        response.is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+        "served once a place is free"
+    );
+}
+
+/// An event with `count` extensions, each a header of its own in binary mode.
+fn with_extensions(count: usize) -> weft_config::Event {
+    let mut builder = event("com.example.many");
+    for i in 0..count {
+        builder = builder.ext(&format!("ext{i}"), "value");
+    }
+    builder.build()
+}
+
+#[tokio::test]
+async fn a_binary_event_with_150_extensions_is_accepted_and_one_over_the_limit_is_431() {
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .start()
+        .await;
+    let url = weft.url("default", "default");
+    let producer = Producer::new();
+    let sent = producer.send(&url, &with_extensions(150)).await.unwrap();
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.body);
+
+    let sent = producer.send(&url, &with_extensions(1050)).await.unwrap();
+    assert_eq!(sent.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(
+        sent.body.contains("limit is 1000") && !sent.body.trim().contains('\n'),
+        "a one-line reason naming the limit: {:?}",
+        sent.body
+    );
+    // The same event fits in structured mode.
+    let sent = producer
+        .send_structured(&url, &with_extensions(1050))
+        .await
+        .unwrap();
+    assert_eq!(sent.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn max_headers_sets_the_header_field_limit() {
+    let weft = Weft::builder()
+        .manifest("broker.yaml", broker("default"))
+        .arg("--max-headers")
+        .arg("50")
+        .start()
+        .await;
+    let url = weft.url("default", "default");
+    let producer = Producer::new();
+    let sent = producer.send(&url, &with_extensions(30)).await.unwrap();
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.body);
+    let sent = producer.send(&url, &with_extensions(60)).await.unwrap();
+    assert_eq!(sent.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(sent.body.contains("limit is 50"), "{:?}", sent.body);
 }

@@ -300,8 +300,11 @@ async fn a_trigger_defined_twice_is_an_error_and_the_running_one_keeps_deliverin
 #[tokio::test]
 async fn running_out_of_file_descriptors_changes_no_desired_state() {
     let down = free_addr();
+    // A connection cap above the descriptor limit, so that idle clients can exhaust it.
     let weft = Weft::builder()
         .fd_limit(96)
+        .arg("--max-connections")
+        .arg("1000")
         .manifest("broker.yaml", broker("default"))
         .manifest(
             "trigger.yaml",

@@ -110,9 +110,10 @@ pub async fn serve(
             }
         }
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stopping));
+    let limits = options.dataplane.limits.clone();
+    let server = weft_broker::ingress::listen::serve(listener, app, &limits, stopped(stopping));
     let result = tokio::select! {
-        served = server => served.map_err(|source| ControllerError::Io { what: "server failed".into(), source }),
+        () = server => Ok(()),
         () = control => Ok(()),
     };
     // Save the latest cursors so a clean restart redelivers as little as possible.

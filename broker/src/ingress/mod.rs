@@ -6,14 +6,22 @@
 //! the channel says the append is durable; concurrent requests share one durable commit
 //! because the channel groups them. Status codes follow Knative's broker: 400 for a
 //! malformed event, 404 for an unknown broker, 405 for other methods, 413 above the body
-//! limit, 503 when the channel cannot store.
+//! limit, 503 when the channel cannot store; and, for a client that holds too much, 408
+//! when the body does not arrive within the body-read timeout and 431 above the header
+//! field limit, each with a one-line reason that names the limit ([`listen`] bounds the
+//! rest: connections, header and idle time).
+//!
+//! `/readyz` answers 503 until the desired state is applied, and again while the channel
+//! cannot store: from an append that failed with a retriable error until one succeeds or
+//! the channel's probe (every [`STORAGE_PROBE_INTERVAL`]) says it can store again.
 
 pub mod admit;
+pub mod listen;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -26,7 +34,12 @@ use weft_channels::{Channel, ChannelError};
 use weft_config::ObjectKey;
 use weft_config::event::http as binding;
 
+use self::listen::ClientLimits;
 use crate::telemetry;
+
+/// How often the ingress tries the channel again while an append has failed and no other
+/// has succeeded since.
+pub const STORAGE_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 const ALLOW: HeaderValue = HeaderValue::from_static("POST, OPTIONS");
 
@@ -36,8 +49,12 @@ pub struct Ingress {
     /// Brokers by key; read on every request, written only when manifests change.
     brokers: RwLock<HashMap<ObjectKey, Arc<BrokerRoute>>>,
     max_body_size: usize,
+    /// The body-read timeout and the header field limit.
+    limits: ClientLimits,
     /// Set once desired state has been applied, for `/readyz`.
     ready: AtomicBool,
+    /// Whether the channel cannot store now (for `/readyz`); see [`StorageHealth`].
+    storage: StorageHealth,
     /// Time to append one request's events, registered once.
     append_seconds: metrics::Histogram,
 }
@@ -49,15 +66,18 @@ struct BrokerRoute {
 }
 
 impl Ingress {
-    /// Creates the ingress over a channel with the given body limit in bytes. Installs the
-    /// metrics recorder first, so that the handles registered from here on record.
-    pub fn new(channel: Arc<dyn Channel>, max_body_size: usize) -> Self {
+    /// Creates the ingress over a channel with the given body limit in bytes and client
+    /// limits. Installs the metrics recorder first, so that the handles registered from
+    /// here on record.
+    pub fn new(channel: Arc<dyn Channel>, max_body_size: usize, limits: ClientLimits) -> Self {
         telemetry::prometheus();
         Ingress {
             channel,
             brokers: RwLock::new(HashMap::new()),
             max_body_size,
+            limits,
             ready: AtomicBool::new(false),
+            storage: StorageHealth::default(),
             append_seconds: metrics::histogram!(telemetry::INGRESS_APPEND_SECONDS),
         }
     }
@@ -89,6 +109,48 @@ impl Ingress {
         self.ready.store(ready, Ordering::Release);
     }
 
+    /// Notes an append that failed because the channel cannot store now, and starts a
+    /// probe that tries the broker's log until it works again (or an append succeeds).
+    fn storage_failed(self: &Arc<Self>, broker: &ObjectKey, error: &ChannelError) {
+        self.storage.failed(error.describe());
+        self.probe_storage(broker);
+    }
+
+    /// Runs one probe task at a time while the channel cannot store.
+    fn probe_storage(self: &Arc<Self>, broker: &ObjectKey) {
+        if self.storage.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let ingress = self.clone();
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            while ingress.storage.is_failing() {
+                tokio::time::sleep(STORAGE_PROBE_INTERVAL).await;
+                if !ingress.storage.is_failing() {
+                    break;
+                }
+                match ingress.channel.probe().await {
+                    Ok(()) => {
+                        tracing::info!(broker = %broker, "the channel can store again");
+                        ingress.storage.recovered();
+                    }
+                    // Only an append can tell (the embedded SQLite): `probing` stays set, so
+                    // that no probe starts again.
+                    Err(ChannelError::Unsupported { .. }) => return,
+                    Err(e) => {
+                        tracing::debug!(broker = %broker, error = %e.describe(), "the channel still cannot store");
+                    }
+                }
+            }
+            ingress.storage.probing.store(false, Ordering::Release);
+            // An append may have failed after the last check and before `probing` was
+            // cleared: it found this probe running and started none.
+            if ingress.storage.is_failing() {
+                ingress.probe_storage(&broker);
+            }
+        });
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ObjectKey, Arc<BrokerRoute>>> {
         // A panic while holding this lock cannot leave the map half-updated (single
         // insert/remove), so a poisoned lock is still usable.
@@ -102,6 +164,43 @@ impl Ingress {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
             .cloned()
+    }
+}
+
+/// Whether the channel can store, as the last append or probe found it.
+#[derive(Default)]
+struct StorageHealth {
+    /// Set while the channel cannot store; read on every append, so kept apart from the
+    /// reason.
+    failing: AtomicBool,
+    /// What the last failure said, for `/readyz`.
+    reason: RwLock<String>,
+    /// Whether a probe task runs (or the channel cannot be probed).
+    probing: AtomicBool,
+}
+
+impl StorageHealth {
+    fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
+    fn failed(&self, reason: String) {
+        if !self.failing.swap(true, Ordering::AcqRel) {
+            tracing::warn!(error = %reason, "the channel cannot store; /readyz answers 503");
+        }
+        // A poisoned lock still holds a whole String.
+        *self.reason.write().unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
+    fn recovered(&self) {
+        self.failing.store(false, Ordering::Release);
+    }
+
+    fn reason(&self) -> String {
+        self.reason
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -140,10 +239,16 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
 }
 
 async fn readyz(State(ingress): State<Arc<Ingress>>) -> Response {
-    if ingress.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready").into_response()
-    } else {
+    if !ingress.ready.load(Ordering::Acquire) {
         reply(StatusCode::SERVICE_UNAVAILABLE, "manifests not applied yet")
+    } else if ingress.storage.is_failing() {
+        let reason = ingress.storage.reason();
+        reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the channel cannot store events: {reason}"),
+        )
+    } else {
+        (StatusCode::OK, "ready").into_response()
     }
 }
 
@@ -194,8 +299,27 @@ async fn publish(
             &format!("broker {namespace}/{broker} not found"),
         );
     };
+    let fields = request.headers().len();
+    if fields > ingress.limits.max_headers {
+        reject("too_many_headers");
+        return reply(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!(
+                "the request has {fields} header fields; the limit is {} (each extension of a \
+                 binary-mode event is one; send many extensions in structured mode)",
+                ingress.limits.max_headers
+            ),
+        );
+    }
     let (parts, body) = request.into_parts();
-    let body = match read_body(body, &parts.headers, ingress.max_body_size).await {
+    let body = match read_body(
+        body,
+        &parts.headers,
+        ingress.max_body_size,
+        ingress.limits.body_read_timeout,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -224,6 +348,10 @@ async fn publish(
     let started = Instant::now();
     match ingress.channel.append(&route.key, events).await {
         Ok(()) => {
+            if ingress.storage.is_failing() {
+                tracing::info!(broker = %route.key, "the channel can store again");
+                ingress.storage.recovered();
+            }
             ingress.append_seconds.record(started.elapsed());
             route.accepted.increment(count);
             StatusCode::ACCEPTED.into_response()
@@ -238,6 +366,9 @@ async fn publish(
         Err(e) => {
             reject("channel");
             tracing::warn!(broker = %route.key, error = %e, "append failed; answering 503");
+            if e.is_retriable() {
+                ingress.storage_failed(&route.key, &e);
+            }
             reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the broker cannot store events right now; retry later",
@@ -250,6 +381,7 @@ async fn read_body(
     body: Body,
     headers: &axum::http::HeaderMap,
     limit: usize,
+    timeout: Duration,
 ) -> Result<bytes::Bytes, Response> {
     let too_large = || {
         reject("too_large");
@@ -265,7 +397,21 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
+    let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await else {
+        reject("body_timeout");
+        let mut response = reply(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request body did not arrive within {}",
+                listen::seconds(timeout)
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Err(response);
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(_) => {

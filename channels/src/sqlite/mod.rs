@@ -383,6 +383,14 @@ impl Channel for SqliteChannel {
         Ok(logs)
     }
 
+    /// The list of logs is held in memory, and a full disk shows only when the file must
+    /// grow: only an append can tell whether the file takes writes.
+    async fn probe(&self) -> Result<(), ChannelError> {
+        Err(ChannelError::Unsupported {
+            operation: "probing without an append",
+        })
+    }
+
     async fn append(&self, broker: &ObjectKey, events: Vec<Event>) -> Result<(), ChannelError> {
         if events.is_empty() {
             return self.shared.broker(broker).map(drop);
