@@ -144,6 +144,20 @@ impl Secrets {
         Self::from_values(found)
     }
 
+    /// The secrets of several URLs together.
+    pub fn of_all<'a>(urls: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut all = Secrets::default();
+        for url in urls {
+            for secret in Secrets::of(url).0 {
+                if !all.0.contains(&secret) {
+                    all.0.push(secret);
+                }
+            }
+        }
+        all.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        all
+    }
+
     /// Secrets given directly (e.g. a password read from elsewhere).
     pub fn from_values<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
         let mut secrets: Vec<String> = Vec::new();
@@ -462,6 +476,8 @@ mod tests {
         );
         assert_eq!(secrets.scrub("nothing secret"), "nothing secret");
         assert!(Secrets::of("nats://h:4222").is_empty());
+        let both = Secrets::of_all(["nats://tok111@h:1", "postgres://u:pw222@h/db"]);
+        assert_eq!(both.scrub("tok111 and pw222"), "*** and ***");
         assert!(!Secrets::of("nats://token123@h:4222").is_empty());
         // Too short to search for, yet still masked inside URLs.
         let short = Secrets::of("postgres://u:ab@h/db");
