@@ -42,11 +42,16 @@ const MIN_SCRUBBED_LEN: usize = 3;
 /// );
 /// ```
 pub fn redact(url: &str) -> String {
-    let parts = Parts::split(url);
-    let mut out = String::with_capacity(url.len());
-    let Some(parts) = parts else {
+    let urls: Vec<String> = joined_urls(url).map(redact_one).collect();
+    urls.join(",")
+}
+
+/// [`redact`] for one URL (which may still name several hosts in its authority).
+fn redact_one(url: &str) -> String {
+    let Some(parts) = Parts::split(url) else {
         return url.to_owned();
     };
+    let mut out = String::with_capacity(url.len());
     out.push_str(parts.scheme);
     out.push_str("://");
     for piece in authority_pieces(parts.scheme, parts.authority) {
@@ -65,6 +70,27 @@ pub fn redact(url: &str) -> String {
         push_params(&mut out, fragment);
     }
     out
+}
+
+/// The URLs of a list written `nats://u:p@h1,nats://u:p@h2`: split at each `,` that a
+/// `scheme://` follows. A single URL (even with several hosts) comes back whole.
+fn joined_urls(text: &str) -> impl Iterator<Item = &str> {
+    let mut starts = vec![0];
+    for (comma, _) in text.match_indices(',') {
+        let next = &text[comma + 1..];
+        let scheme_len = next
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .unwrap_or(next.len());
+        if scheme_len > 0 && next[scheme_len..].starts_with("://") {
+            starts.push(comma + 1);
+        }
+    }
+    let ends: Vec<usize> = starts[1..]
+        .iter()
+        .map(|s| s - 1)
+        .chain([text.len()])
+        .collect();
+    starts.into_iter().zip(ends).map(move |(s, e)| &text[s..e])
 }
 
 /// `text` with every URL in it (a `scheme://…` run up to whitespace, a quote or a closing
@@ -127,7 +153,7 @@ impl Secrets {
     /// percent-decoded.
     pub fn of(url: &str) -> Self {
         let mut found = Vec::new();
-        if let Some(parts) = Parts::split(url) {
+        for parts in joined_urls(url).filter_map(Parts::split) {
             for piece in authority_pieces(parts.scheme, parts.authority) {
                 if let Piece::Secret(secret) = piece {
                     found.push(secret);
@@ -400,6 +426,17 @@ mod tests {
             redact("nats://[::1]:4222,u:pw@[::2]:4222"),
             "nats://[::1]:4222,u:***@[::2]:4222"
         );
+    }
+
+    #[test]
+    fn every_url_of_a_list_is_masked() {
+        let list = "nats://u:pw1@h1:4222,nats://tok2@h2:4222,tls://u:pw3@h3:4222";
+        assert_eq!(
+            redact(list),
+            "nats://u:***@h1:4222,nats://***@h2:4222,tls://u:***@h3:4222"
+        );
+        let secrets = Secrets::of(list);
+        assert_eq!(secrets.scrub("pw1 tok2 pw3"), "*** *** ***");
     }
 
     #[test]

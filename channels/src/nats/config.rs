@@ -127,8 +127,7 @@ impl Config {
 impl Config {
     /// [`Config::servers`] fit for logs: each server's credentials masked.
     pub(super) fn shown_servers(&self) -> String {
-        let shown: Vec<String> = self.servers.split(',').map(crate::redact).collect();
-        shown.join(",")
+        crate::redact(&self.servers)
     }
 }
 
