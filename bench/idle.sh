@@ -31,17 +31,20 @@ for ((b = 0; b < brokers; b++)); do
     } >"$dir/manifests/b$b.yaml"
 done
 
-"$bin" up -f "$dir/manifests" --data-dir "$dir/data" --addr 127.0.0.1:0 >"$dir/out" 2>"$dir/err" &
+"$bin" up -f "$dir/manifests" --data-dir "$dir/data" --addr 127.0.0.1:0 \
+    --admin-addr 127.0.0.1:0 >"$dir/out" 2>"$dir/err" &
 pid=$!
-addr=""
+admin=""
 for _ in $(seq 600); do
-    addr="$(sed -n 's|^weft listening on http://||p' "$dir/out" | head -1)"
-    [[ -n $addr ]] && break
+    # `weft admin on` comes first; `weft listening on` says both are served.
+    grep -q '^weft listening on http://' "$dir/out" &&
+        admin="$(sed -n 's|^weft admin on http://||p' "$dir/out" | head -1)"
+    [[ -n $admin ]] && break
     sleep 0.1
 done
-[[ -n $addr ]] || { echo "weft did not start:" >&2; cat "$dir/err" >&2; exit 1; }
+[[ -n $admin ]] || { echo "weft did not start:" >&2; cat "$dir/err" >&2; exit 1; }
 for _ in $(seq 600); do
-    ready="$("$bin" get triggers --addr "$addr" 2>/dev/null | awk '$4 == "True"' | wc -l)"
+    ready="$("$bin" get triggers --admin-addr "$admin" 2>/dev/null | awk '$4 == "True"' | wc -l)"
     [[ $ready -ge $triggers ]] && break
     sleep 0.5
 done

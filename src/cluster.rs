@@ -98,6 +98,10 @@ pub struct ReplicaArgs {
     /// Listen address for events (ingress), health and metrics.
     #[arg(long, default_value = "127.0.0.1:8080", env = "WEFT_ADDR")]
     addr: String,
+    /// Listen address for the admin API (`/_weft/v1/…`, unauthenticated: keep it on
+    /// loopback or a private network).
+    #[arg(long, default_value = crate::ADMIN_ADDR, env = "WEFT_ADMIN_ADDR")]
+    admin_addr: String,
     /// Largest request body the ingress accepts, in bytes.
     #[arg(long, default_value_t = 1024 * 1024, env = "WEFT_MAX_BODY_SIZE")]
     max_body_size: usize,
@@ -119,6 +123,7 @@ impl ReplicaArgs {
             class: self.shared.class(),
             channel: self.shared.channel,
             addr: self.addr,
+            admin_addr: self.admin_addr,
             namespace: self.shared.namespace.filter(|n| !n.is_empty()),
             dataplane: DataPlaneOptions {
                 max_body_size: self.max_body_size,

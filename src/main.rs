@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod delivery;
 mod limits;
+mod logging;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use weft_broker::DataPlaneOptions;
 use weft_controller::client::{self, SendMode, SendRequest};
 use weft_controller::standalone::{self, StandaloneOptions};
+
+/// Where the admin API listens unless told otherwise: loopback, since it is
+/// unauthenticated, and a port of its own beside the ingress's 8080.
+const ADMIN_ADDR: &str = "127.0.0.1:8090";
 
 /// Weft: a CloudEvents eventing fabric that runs Knative Brokers and Triggers.
 #[derive(Parser)]
@@ -47,9 +52,13 @@ enum Command {
         /// Where the embedded channel keeps its data.
         #[arg(long, default_value = "./.weft", env = "WEFT_DATA_DIR")]
         data_dir: PathBuf,
-        /// Listen address for the ingress, health, metrics and admin API.
+        /// Listen address for the ingress, health and metrics.
         #[arg(long, default_value = "127.0.0.1:8080", env = "WEFT_ADDR")]
         addr: String,
+        /// Listen address for the admin API (`/_weft/v1/…`, what `weft get` reads; also
+        /// health and metrics). It is unauthenticated: keep it on loopback.
+        #[arg(long, default_value = ADMIN_ADDR, env = "WEFT_ADMIN_ADDR")]
+        admin_addr: String,
         /// Channel URL (default: sqlite://<data-dir>/weft.db).
         #[arg(long, env = "WEFT_CHANNEL")]
         channel: Option<String>,
@@ -83,9 +92,9 @@ enum Command {
         what: PurgeWhat,
         /// The deleted object, as NAMESPACE/NAME.
         object: String,
-        /// The instance's address.
-        #[arg(long, default_value = "127.0.0.1:8080", env = "WEFT_ADDR")]
-        addr: String,
+        /// The instance's admin address (`weft up --admin-addr`).
+        #[arg(long, default_value = ADMIN_ADDR, env = "WEFT_ADMIN_ADDR")]
+        admin_addr: String,
     },
     /// Send one CloudEvent and print the response status.
     Send {
@@ -115,9 +124,9 @@ enum Command {
         /// What to show.
         #[arg(value_enum)]
         what: Kind,
-        /// The instance's address.
-        #[arg(long, default_value = "127.0.0.1:8080", env = "WEFT_ADDR")]
-        addr: String,
+        /// The instance's admin address (`weft up --admin-addr`).
+        #[arg(long, default_value = ADMIN_ADDR, env = "WEFT_ADMIN_ADDR")]
+        admin_addr: String,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
@@ -175,7 +184,8 @@ async fn main() -> ExitCode {
     match run(cli.command).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // An error may quote a URL given on the command line; never its credentials.
+            eprintln!("error: {}", logging::scrub(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -187,6 +197,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             manifests,
             data_dir,
             addr,
+            admin_addr,
             channel,
             max_body_size,
             max_in_flight,
@@ -201,6 +212,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 manifests,
                 data_dir,
                 addr,
+                admin_addr,
                 channel,
                 dataplane: DataPlaneOptions {
                     max_body_size,
@@ -244,7 +256,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Get { what, addr, output } => {
+        Command::Get {
+            what,
+            admin_addr: addr,
+            output,
+        } => {
             let text = match (what, output) {
                 (Kind::Brokers, Output::Table) => {
                     client::brokers_table(&client::get_brokers(&addr).await?)
@@ -262,7 +278,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Purge { what, object, addr } => {
+        Command::Purge {
+            what,
+            object,
+            admin_addr: addr,
+        } => {
             let Some((namespace, name)) = object.split_once('/') else {
                 anyhow::bail!("expected NAMESPACE/NAME, got `{object}`");
             };
@@ -304,7 +324,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(logging::ScrubbedStderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

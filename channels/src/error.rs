@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
+use weft_config::redact::Secrets;
 use weft_config::{EventError, ObjectKey};
 
 /// A backend's own error, boxed so that no backend type appears in a public signature.
@@ -85,6 +86,15 @@ pub enum ChannelError {
 }
 
 impl ChannelError {
+    /// [`ChannelError::Open`] for `url`: the URL redacted, and the backend's error (with
+    /// its causes) freed of the URL's secrets, which client libraries may repeat.
+    pub fn open(url: &str, source: BoxError) -> Self {
+        ChannelError::Open {
+            url: crate::redact(url),
+            source: scrubbed(source, &Secrets::of(url)),
+        }
+    }
+
     /// Whether the same request may succeed if retried later: true when the storage is
     /// temporarily unable to serve it, false when the request itself cannot succeed
     /// (unknown broker, bad URL, corrupt data, closed channel).
@@ -130,6 +140,53 @@ impl ChannelError {
     }
 }
 
+/// A backend error, with its causes, as text from which secrets were removed: what an
+/// error that may quote a URL's credentials becomes before it is shown.
+#[derive(Debug)]
+pub(crate) struct Scrubbed {
+    message: String,
+    source: Option<Box<Scrubbed>>,
+}
+
+impl fmt::Display for Scrubbed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for Scrubbed {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+/// `error` as is when neither it nor its causes show a secret or a URL's credentials;
+/// else its text, cause by cause, with them masked.
+pub(crate) fn scrubbed(error: BoxError, secrets: &Secrets) -> BoxError {
+    let mut texts = Vec::new();
+    let mut changed = false;
+    let mut cause: Option<&(dyn StdError + 'static)> = Some(&*error);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        let clean = secrets.scrub(&text).into_owned();
+        changed |= clean != text;
+        texts.push(clean);
+        cause = c.source();
+    }
+    if !changed {
+        return error;
+    }
+    let chain = texts.into_iter().rev().fold(None, |source, message| {
+        Some(Box::new(Scrubbed { message, source }))
+    });
+    match chain {
+        Some(scrubbed) => scrubbed,
+        None => error,
+    }
+}
+
 /// One backend error reported to several callers, e.g. every request of a failed group
 /// commit. Displays as, and has the same source as, the error it shares.
 #[derive(Clone)]
@@ -165,6 +222,45 @@ impl StdError for SharedError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_errors_show_neither_the_password_nor_a_token() {
+        #[derive(Debug)]
+        struct Connect(std::io::Error);
+        impl fmt::Display for Connect {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("connecting to nats://tok3n@h2:4222 failed")
+            }
+        }
+        impl StdError for Connect {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::other("server said: bad password hunter22");
+        let error = ChannelError::open(
+            "nats://u:hunter22@h1:4222,tok3n@h2:4222",
+            Box::new(Connect(io)),
+        );
+        let mut text = error.to_string();
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        assert_eq!(
+            text,
+            "cannot open channel `nats://u:***@h1:4222,***@h2:4222`: \
+             connecting to nats://***@h2:4222 failed: server said: bad password ***"
+        );
+        // Nothing to hide: the backend's error is kept as it is.
+        let plain = ChannelError::open("nats://h:4222", Box::new(std::io::Error::other("refused")));
+        let ChannelError::Open { source, .. } = plain else {
+            panic!("an open error");
+        };
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+    }
 
     #[test]
     fn classification() {

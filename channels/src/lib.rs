@@ -199,18 +199,10 @@ impl Default for ChannelOptions {
     }
 }
 
-/// A channel URL fit for logs and error messages: a password in it becomes `***`.
-/// Every error that names a channel URL carries it in this form.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Only a URL that cannot have a password refuses one; this one has one.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
+/// A channel URL fit for logs and error messages: passwords, tokens and secret query
+/// values become `***`, in every host of a multi-host URL. Every error that names a
+/// channel URL carries it in this form.
+pub use weft_config::redact::redact;
 
 /// Opens the channel a URL names: `sqlite://PATH` (a file, created if missing),
 /// `postgres://…` (see [`postgres`]), `kafka://HOST:PORT[,…][?…]` (see [`kafka`]),
@@ -262,6 +254,15 @@ mod tests {
             "postgres://weft:***@db:5432/weft?lease=PT10S"
         );
         assert_eq!(super::redact("kafka://k:9092"), "kafka://k:9092");
+        assert_eq!(
+            super::redact("postgres://db/weft?user=weft&password=s3cret"),
+            "postgres://db/weft?user=weft&password=***"
+        );
+        assert_eq!(
+            super::redact("nats://u:s3cret@h1:4222,u:s3cret@h2:4222"),
+            "nats://u:***@h1:4222,u:***@h2:4222"
+        );
+        assert_eq!(super::redact("nats://s3cret@h:4222"), "nats://***@h:4222");
         assert_eq!(super::redact("not a url"), "not a url");
     }
 

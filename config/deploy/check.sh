@@ -113,6 +113,16 @@ for overlay in kafka nats postgres; do
         done
     done
     [[ $deployments == 3 ]] || fail "$overlay: $deployments Deployments, expected 3"
+    # The admin API is unauthenticated: the replicas serve it on loopback only.
+    for f in "$dir"/obj-*.yaml; do
+        grep -q '^kind: Deployment$' "$f" || continue
+        grep -qE -- '^  name: weft-(ingress|dispatcher)$' "$f" || continue
+        grep -qF -- "--admin-addr=127.0.0.1:" "$f" ||
+            fail "$overlay: $(sed -n 's/^  name: //p' "$f" | head -1) serves the admin API beyond loopback"
+    done
+    if grep -qE -- "--admin-addr=(0\.0\.0\.0|\[::\])" "$dir/all.yaml"; then
+        fail "$overlay: an admin address listens on every interface"
+    fi
 
     if $server; then
         # weft-system may not exist, and a dry run cannot create it for the objects after

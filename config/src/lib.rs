@@ -10,11 +10,13 @@
 //! - [`event`]: the CloudEvent type, its HTTP binding and its storage codec.
 //! - [`manifest`]: Knative Broker/Trigger manifests: serde types, YAML loading, validation.
 //! - [`model`]: validated Broker/Trigger/DeliverySpec values.
+//! - [`redact`]: credentials masked in URLs and text before anything shows them.
 
 pub mod crd;
 pub mod event;
 pub mod manifest;
 pub mod model;
+pub mod redact;
 
 pub use event::{AttributeValue, Event, EventError};
 pub use manifest::{Loaded, Location, Manifests, Problem, load_path, load_str};

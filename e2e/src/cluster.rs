@@ -319,10 +319,17 @@ impl Role {
             .tempdir()
             .expect("a temp dir");
         let log = std::fs::File::create(dir.path().join("weft.log")).expect("create the log");
+        // Replicas serve the admin API on an address of their own; several run here at once.
+        let admin: &[&str] = if role == "controller" {
+            &[]
+        } else {
+            &["--admin-addr", "127.0.0.1:0"]
+        };
         let mut child = Command::new(&bin)
             .arg(role)
             .arg("--addr")
             .arg("127.0.0.1:0")
+            .args(admin)
             .args(args)
             .env("KUBECONFIG", cluster.kubeconfig())
             .env(

@@ -33,6 +33,10 @@ use tokio::time::Instant;
 /// What the binary prints on stdout, followed by `HOST:PORT`, once it serves.
 const LISTENING: &str = "weft listening on http://";
 
+/// What the binary prints on stdout, followed by `HOST:PORT`, before [`LISTENING`]: where
+/// the admin API is served.
+pub(crate) const ADMIN: &str = "weft admin on http://";
+
 /// How long a debug build may take to load manifests, open the channel and listen.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -114,6 +118,12 @@ pub(crate) fn find_binary(profile: Profile) -> PathBuf {
     }
 }
 
+/// The `weft` binary under test (debug build, or `$WEFT_BIN`), for running it other than
+/// through [`Weft`] (e.g. a start that must fail).
+pub fn binary() -> PathBuf {
+    find_binary(Profile::Debug)
+}
+
 /// Configures a [`Weft`] before it starts.
 pub struct WeftBuilder {
     bin: Option<PathBuf>,
@@ -191,6 +201,7 @@ impl WeftBuilder {
             env: self.env,
             child: None,
             addr: None,
+            admin_addr: None,
             wait_triggers: self.wait_triggers,
             fd_limit: self.fd_limit,
             // Keeps no idle connection to weft, which would count against its
@@ -219,6 +230,8 @@ pub struct Weft {
     child: Option<Child>,
     /// Known after the first start; restarts reuse the port so producers keep their URL.
     addr: Option<SocketAddr>,
+    /// Where the admin API is served; restarts reuse it too.
+    admin_addr: Option<SocketAddr>,
     wait_triggers: bool,
     fd_limit: Option<u32>,
     /// For the admin API and readiness checks.
@@ -273,6 +286,17 @@ impl Weft {
     /// `http://HOST:PORT`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr())
+    }
+
+    /// The address of the admin API (`--admin-addr`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+            .expect("the admin address is known once started")
+    }
+
+    /// `http://ADMIN_HOST:PORT`: the admin API (`/_weft/v1/…`).
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr())
     }
 
     /// The ingress URL of a broker.
@@ -340,6 +364,10 @@ impl Weft {
             Some(a) => a.to_string(),
             None => "127.0.0.1:0".into(),
         };
+        let admin_addr = match self.admin_addr {
+            Some(a) => a.to_string(),
+            None => "127.0.0.1:0".into(),
+        };
         let mut cmd = match self.fd_limit {
             Some(n) => {
                 let mut prlimit = Command::new("prlimit");
@@ -355,6 +383,8 @@ impl Weft {
             .arg(self.data_dir())
             .arg("--addr")
             .arg(&addr)
+            .arg("--admin-addr")
+            .arg(&admin_addr)
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
@@ -370,8 +400,12 @@ impl Weft {
             .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
+        let mut admin = None;
         let waited = tokio::time::timeout(START_TIMEOUT, async {
             while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.strip_prefix(ADMIN) {
+                    admin = Some(rest.trim().to_owned());
+                }
                 if let Some(rest) = line.strip_prefix(LISTENING) {
                     return Ok(Some(rest.trim().to_owned()));
                 }
@@ -401,7 +435,14 @@ impl Weft {
         if let Some(previous) = self.addr {
             assert_eq!(addr, previous, "a restart listens where it was told to");
         }
+        let admin = admin.unwrap_or_else(|| {
+            panic!("weft up printed `{LISTENING}…` but no `{ADMIN}…` before it")
+        });
+        let admin: SocketAddr = admin
+            .parse()
+            .unwrap_or_else(|e| panic!("weft printed an unusable admin address {admin:?}: {e}"));
         self.addr = Some(addr);
+        self.admin_addr = Some(admin);
         self.child = Some(child);
         self.wait_ready().await;
     }
@@ -430,18 +471,18 @@ impl Weft {
         }
     }
 
-    /// `GET /_weft/v1/brokers`.
+    /// `GET /_weft/v1/brokers` on the admin address.
     pub async fn get_brokers(&self) -> Vec<BrokerStatus> {
         self.admin("brokers").await
     }
 
-    /// `GET /_weft/v1/triggers`.
+    /// `GET /_weft/v1/triggers` on the admin address.
     pub async fn get_triggers(&self) -> Vec<TriggerStatus> {
         self.admin("triggers").await
     }
 
     async fn admin<T: serde::de::DeserializeOwned>(&self, what: &str) -> T {
-        let url = format!("{}/_weft/v1/{what}", self.base_url());
+        let url = format!("{}/_weft/v1/{what}", self.admin_url());
         let response = self
             .http
             .get(&url)
@@ -496,7 +537,8 @@ impl Weft {
             .expect("found by the wait")
     }
 
-    /// Runs the `weft` CLI (e.g. `["get", "triggers", "--addr", …]`) and returns its output.
+    /// Runs the `weft` CLI (e.g. `["get", "triggers", "--admin-addr", …]`) and returns its
+    /// output.
     pub async fn cli<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,

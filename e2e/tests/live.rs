@@ -46,8 +46,8 @@ async fn a_trigger_added_while_running_receives_events_and_stops_when_removed() 
     );
 
     // `weft get triggers` lists it, in the table and as JSON.
-    let addr = weft.addr().to_string();
-    let table = weft.cli(["get", "triggers", "--addr", &addr]).await;
+    let addr = weft.admin_addr().to_string();
+    let table = weft.cli(["get", "triggers", "--admin-addr", &addr]).await;
     assert!(table.status.success(), "weft get triggers: {table:?}");
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
@@ -55,7 +55,7 @@ async fn a_trigger_added_while_running_receives_events_and_stops_when_removed() 
         "weft get triggers:\n{table}"
     );
     let json = weft
-        .cli(["get", "triggers", "--addr", &addr, "-o", "json"])
+        .cli(["get", "triggers", "--admin-addr", &addr, "-o", "json"])
         .await;
     assert!(json.status.success(), "weft get triggers -o json: {json:?}");
     let triggers: Vec<TriggerStatus> = serde_json::from_slice(&json.stdout).unwrap();
@@ -71,7 +71,7 @@ async fn a_trigger_added_while_running_receives_events_and_stops_when_removed() 
     assert_eq!(weft.get_triggers().await.len(), 2, "the admin API agrees");
 
     let brokers = weft
-        .cli(["get", "brokers", "--addr", &addr, "-o", "json"])
+        .cli(["get", "brokers", "--admin-addr", &addr, "-o", "json"])
         .await;
     assert!(
         brokers.status.success(),

@@ -149,6 +149,8 @@ async fn a_wrong_manifest_path_is_a_startup_error_that_keeps_the_data() {
             data.as_os_str(),
             "--addr".as_ref(),
             "127.0.0.1:0".as_ref(),
+            "--admin-addr".as_ref(),
+            "127.0.0.1:0".as_ref(),
         ])
         .await;
     assert!(!out.status.success(), "{out:?}");
@@ -178,6 +180,8 @@ async fn a_second_weft_up_on_the_same_data_dir_is_refused() {
             "--data-dir".as_ref(),
             data.as_os_str(),
             "--addr".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--admin-addr".as_ref(),
             "127.0.0.1:0".as_ref(),
         ])
         .await;
@@ -243,9 +247,9 @@ async fn a_trigger_deleted_while_events_wait_is_retained_until_it_returns_or_is_
             .is_some_and(|r| r.starts_with("Retained"))
     })
     .await;
-    let addr = weft.addr().to_string();
+    let addr = weft.admin_addr().to_string();
     let out = weft
-        .cli(["purge", "trigger", "default/all", "--addr", &addr])
+        .cli(["purge", "trigger", "default/all", "--admin-addr", &addr])
         .await;
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -256,7 +260,7 @@ async fn a_trigger_deleted_while_events_wait_is_retained_until_it_returns_or_is_
     weft.wait_for_triggers(secs(10), |ts| ts.iter().all(|t| t.name != "all"))
         .await;
     let again = weft
-        .cli(["purge", "trigger", "default/all", "--addr", &addr])
+        .cli(["purge", "trigger", "default/all", "--admin-addr", &addr])
         .await;
     assert!(!again.status.success(), "nothing left to purge: {again:?}");
 }

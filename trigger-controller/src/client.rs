@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use http::HeaderMap;
 use weft_config::event::http as binding;
+use weft_config::redact::redact;
 use weft_config::{AttributeValue, Event, ObjectKey};
 
 use crate::ControllerError;
@@ -75,9 +76,9 @@ pub async fn send(request: &SendRequest) -> Result<(reqwest::StatusCode, String)
             .header(http::header::CONTENT_TYPE, binding::STRUCTURED_JSON)
             .body(binding::encode_structured(&event)),
     };
-    let http_error = |source| ControllerError::Http {
-        url: request.url.clone(),
-        source,
+    let http_error = |source: reqwest::Error| ControllerError::Http {
+        url: redact(&request.url),
+        source: source.without_url(),
     };
     let response = builder.send().await.map_err(http_error)?;
     let status = response.status();
@@ -85,12 +86,12 @@ pub async fn send(request: &SendRequest) -> Result<(reqwest::StatusCode, String)
     Ok((status, body))
 }
 
-/// Fetches brokers from a running instance.
+/// Fetches brokers from a running instance's admin address (`weft up --admin-addr`).
 pub async fn get_brokers(addr: &str) -> Result<Vec<BrokerStatus>, ControllerError> {
     get_json(addr, "brokers").await
 }
 
-/// Fetches triggers from a running instance.
+/// Fetches triggers from a running instance's admin address (`weft up --admin-addr`).
 pub async fn get_triggers(addr: &str) -> Result<Vec<TriggerStatus>, ControllerError> {
     get_json(addr, "triggers").await
 }
@@ -113,9 +114,9 @@ pub async fn purge(addr: &str, kind: &str, key: &ObjectKey) -> Result<Purged, Co
         addr,
         &format!("retained/{kind}/{}/{}", key.namespace, key.name),
     );
-    let http_error = |source| ControllerError::Http {
-        url: url.clone(),
-        source,
+    let http_error = |source: reqwest::Error| ControllerError::Http {
+        url: redact(&url),
+        source: source.without_url(),
     };
     let response = reqwest::Client::new()
         .delete(&url)
@@ -142,9 +143,9 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T, ControllerError> {
     let url = admin_url(addr, what);
-    let http_error = |source| ControllerError::Http {
-        url: url.clone(),
-        source,
+    let http_error = |source: reqwest::Error| ControllerError::Http {
+        url: redact(&url),
+        source: source.without_url(),
     };
     reqwest::get(&url)
         .await

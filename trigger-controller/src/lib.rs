@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`state`]: where desired state comes from (a watched folder now; Kubernetes later).
 //! - [`reconcile`]: applies desired state to the data plane, object by object.
-//! - [`status`]: readiness and reasons per object, served at `/_weft/v1/…`.
+//! - [`status`]: readiness and reasons per object, served at `/_weft/v1/…` on the admin
+//!   address (`--admin-addr`), apart from the ingress.
 //! - [`serve`]: one data-plane process: channel, listener, reconciler for its roles.
 //! - [`cluster`]: on Kubernetes: the controller, and desired state from the API server.
 //! - [`standalone`]: `weft up`: one process running every role from a folder.

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weft_broker::{DataPlane, DataPlaneOptions};
 use weft_channels::{Channel, ChannelError, ChannelOptions};
+use weft_config::redact::Secrets;
 
 use crate::ControllerError;
 use crate::reconcile::retained::PurgeRequest;
@@ -29,6 +30,9 @@ use crate::status::{self, StatusBoard};
 pub struct ServeOptions {
     /// The listen address (`127.0.0.1:0` picks a free port).
     pub addr: String,
+    /// Where the admin API (`/_weft/v1/…`) is served, apart from the ingress; loopback by
+    /// default, since it is unauthenticated.
+    pub admin_addr: String,
     /// The channel URL.
     pub channel: String,
     /// The roles this process runs.
@@ -46,8 +50,10 @@ pub struct ServeOptions {
 }
 
 /// Runs until `shutdown` completes or the source ends. Once the first snapshot is applied
-/// it prints `weft listening on http://ADDR` on stdout and `/readyz` answers 200; a
-/// replica that waits for its channel prints `weft starting on http://ADDR; …` first.
+/// it prints `weft admin on http://ADMIN_ADDR`, then `weft listening on http://ADDR` on
+/// stdout and `/readyz` answers 200; a replica that waits for its channel prints
+/// `weft starting on http://ADDR; …` first. The admin address serves the admin API with
+/// `/healthz`, `/readyz` and `/metrics`; the ingress address answers 404 under `/_weft/`.
 pub async fn serve(
     options: ServeOptions,
     mut source: impl StateSource + 'static,
@@ -57,6 +63,8 @@ pub async fn serve(
     let stopping = stop_signal(shutdown);
     let listener = bind(&options.addr).await?;
     let local = local_addr(&listener)?;
+    let admin = bind(&options.admin_addr).await?;
+    let admin_local = local_addr(&admin)?;
     if options.wait_for_channel {
         println!("weft starting on http://{local}; opening the channel");
     }
@@ -74,7 +82,18 @@ pub async fn serve(
         dataplane.health_router()
     };
     let (purges, mut purge_requests) = tokio::sync::mpsc::channel(8);
-    let app = routes.merge(status::router(board.clone(), dataplane.clone(), purges));
+    let app = routes.merge(status::not_on_ingress());
+    let admin_app =
+        dataplane
+            .health_router()
+            .merge(status::router(board.clone(), dataplane.clone(), purges));
+    let admin_server =
+        axum::serve(admin, admin_app).with_graceful_shutdown(stopped(stopping.clone()));
+    tokio::spawn(async move {
+        if let Err(error) = admin_server.await {
+            tracing::error!(%error, "the admin API server failed");
+        }
+    });
 
     let mut reconciler = Reconciler::with_roles(dataplane.clone(), board.clone(), options.roles)
         .retain_deleted_for(options.retention);
@@ -97,7 +116,8 @@ pub async fn serve(
                     if first {
                         first = false;
                         dataplane.set_ready(true);
-                        tracing::info!(addr = %local, channel = %url, desired = %options.desired_state, roles = ?options.roles, "weft is up");
+                        tracing::info!(addr = %local, admin_addr = %admin_local, channel = %url, desired = %options.desired_state, roles = ?options.roles, "weft is up");
+                        println!("weft admin on http://{admin_local}");
                         println!("weft listening on http://{local}");
                     }
                 }
@@ -212,7 +232,7 @@ pub(crate) async fn open_channel(
         match weft_channels::open(url, ChannelOptions::default()).await {
             Ok(channel) => return Ok(Some(channel)),
             Err(error @ (ChannelError::Open { .. } | ChannelError::Unavailable { .. })) if wait => {
-                let chain = chain(&error);
+                let chain = Secrets::of(url).scrub(&chain(&error)).into_owned();
                 tracing::warn!(channel = %weft_channels::redact(url), error = %chain, retry_in = ?backoff, "cannot open the channel; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));

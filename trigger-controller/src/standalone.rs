@@ -22,6 +22,8 @@ pub struct StandaloneOptions {
     pub data_dir: PathBuf,
     /// The listen address (`127.0.0.1:0` picks a free port).
     pub addr: String,
+    /// Where the admin API is served (`127.0.0.1:0` picks a free port).
+    pub admin_addr: String,
     /// The channel URL; `None` means `sqlite://<data_dir>/weft.db`.
     pub channel: Option<String>,
     /// Data plane knobs.
@@ -36,7 +38,7 @@ pub struct StandaloneOptions {
 }
 
 /// Runs until `shutdown` completes. Once the manifests are applied it prints
-/// `weft listening on http://ADDR` on stdout.
+/// `weft admin on http://ADMIN_ADDR` and `weft listening on http://ADDR` on stdout.
 pub async fn run(
     options: StandaloneOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -64,6 +66,7 @@ pub async fn run(
     let source = FolderSource::new(&options.manifests)?;
     let serve_options = ServeOptions {
         addr: options.addr,
+        admin_addr: options.admin_addr,
         channel,
         roles: Roles {
             collect_at_start: embedded || options.collect_garbage,

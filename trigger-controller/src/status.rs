@@ -2,7 +2,8 @@
 //!
 //! The reconciler writes conditions here; the admin API (`GET /_weft/v1/brokers`,
 //! `GET /_weft/v1/triggers`) adds live figures from the data plane: backlog per trigger
-//! and outcome counts.
+//! and outcome counts. The admin API is served on its own address (`--admin-addr`,
+//! loopback by default), never with the ingress, and shows URLs without their credentials.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -10,12 +11,13 @@ use std::sync::{Arc, RwLock};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{any, delete, get};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use weft_broker::DataPlane;
 use weft_config::ObjectKey;
+use weft_config::redact::{redact, redact_urls_in};
 
 use crate::reconcile::retained::{PurgeKind, PurgeRequest};
 
@@ -168,12 +170,14 @@ pub struct TriggerStatus {
     pub in_flight_window: u64,
 }
 
+/// The reason as shown, any URL in it without credentials.
 fn reason_text(c: &Condition) -> Option<String> {
-    match (c.reason, &c.message) {
+    let text = match (c.reason, &c.message) {
         (Some(r), Some(m)) => Some(format!("{r}: {m}")),
         (Some(r), None) => Some(r.to_owned()),
         (None, m) => m.clone(),
-    }
+    };
+    text.map(|t| redact_urls_in(&t).into_owned())
 }
 
 /// The admin API: `GET /_weft/v1/brokers` and `GET /_weft/v1/triggers`; `DELETE
@@ -195,6 +199,19 @@ pub fn router(
         .route("/_weft/v1/triggers", get(triggers))
         .with_state((board, dataplane))
         .merge(purge_routes)
+}
+
+/// What the ingress address answers under `/_weft/`: 404, saying where the admin API is.
+pub fn not_on_ingress() -> Router {
+    Router::new().route(
+        "/_weft/{*rest}",
+        any(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "the admin API is served on the admin address (weft up --admin-addr), not here\n",
+            )
+        }),
+    )
 }
 
 type AdminState = (Arc<StatusBoard>, Arc<DataPlane>);
@@ -282,7 +299,7 @@ async fn triggers(State((board, dataplane)): State<AdminState>) -> Json<Vec<Trig
             broker: t.broker.clone(),
             ready: t.condition.ready,
             reason: reason_text(&t.condition),
-            subscriber: t.subscriber.clone(),
+            subscriber: t.subscriber.as_deref().map(redact),
             backlog,
             delivered: stats.delivered,
             dead_lettered: stats.dead_lettered,

@@ -117,8 +117,10 @@ impl Failure {
 pub struct SinkService {
     /// The whole stack, boxed so that its type does not depend on the inner service.
     stack: BoxCloneSyncService<Arc<Outgoing>, StatusCode, DeliveryError>,
-    /// The sink's URL, for spans and dead letters.
+    /// The sink's URL, for dead letters.
     url: Arc<Url>,
+    /// The sink's URL without credentials, for spans and `Debug`.
+    shown_url: Arc<str>,
     /// Binary or structured mode.
     format: EventFormat,
     /// The `Kn-Namespace` header: the namespace of the trigger the delivery is for.
@@ -128,7 +130,7 @@ pub struct SinkService {
 impl fmt::Debug for SinkService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SinkService")
-            .field("url", &self.url.as_str())
+            .field("url", &&*self.shown_url)
             .field("format", &self.format)
             .finish_non_exhaustive()
     }
@@ -140,7 +142,7 @@ impl SinkService {
     /// an `Arc` to keep the event (e.g. for a dead letter) without copying it.
     pub async fn deliver(&self, event: impl Into<Arc<Event>>) -> Outcome {
         let event = event.into();
-        let span = tracing::debug_span!("deliver", event = event.id(), url = %self.url);
+        let span = tracing::debug_span!("deliver", event = event.id(), url = %self.shown_url);
         let mut outgoing = Outgoing::encode(event, self.format);
         if let Some(namespace) = &self.namespace {
             outgoing.headers.insert(KN_NAMESPACE, namespace.clone());
@@ -224,6 +226,7 @@ where
         .service(sink);
     SinkService {
         stack: BoxCloneSyncService::new(service),
+        shown_url: weft_config::redact::redact(url.as_str()).into(),
         url,
         format: config.format,
         namespace: None,

@@ -390,3 +390,20 @@ fn sink_service_is_send_sync_and_cheap_to_share() {
     shareable::<SinkService>();
     fn _reply_sink_is_object_safe(_: Arc<dyn ReplySink>) {}
 }
+
+#[test]
+fn the_sink_url_is_shown_without_credentials() {
+    let sink =
+        service_fn(|_: Arc<Outgoing>| async { Ok(respond(200, HeaderMap::new(), Bytes::new())) });
+    let url = Arc::new(Url::parse("http://user:hunter22@sink.test/?token=abc123&x=1").unwrap());
+    let service = stack(sink, url, &DeliveryConfig::default(), None);
+    let shown = format!("{service:?}");
+    assert!(
+        shown.contains("http://user:***@sink.test/?token=***&x=1"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("hunter22") && !shown.contains("abc123"),
+        "{shown}"
+    );
+}

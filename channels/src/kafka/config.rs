@@ -2,6 +2,8 @@
 //!
 //! # URL
 //! `kafka://HOST:PORT[,HOST:PORT…][?partitions=N&replication=R&prefix=P&timeout_ms=T&linger_ms=L]`
+//! (no `user:password@`: Weft connects without SASL, and refuses credentials rather than
+//! hand them to librdkafka as part of a host name)
 //! - `partitions`: partitions of a broker's new topic (default 10, as Knative's
 //!   `default.topic.partitions`). Existing topics keep theirs.
 //! - `replication`: replication factor of new topics (default: 3, or the number of
@@ -86,6 +88,13 @@ impl KafkaConfig {
         let hosts = hosts.strip_suffix('/').unwrap_or(hosts);
         if hosts.is_empty() {
             return Err(invalid("no host:port to connect to"));
+        }
+        if hosts.contains('@') {
+            // librdkafka would take `user:password@host` for a host name and repeat it
+            // in every connection warning.
+            return Err(invalid(
+                "credentials (user:password@) are not supported in kafka:// URLs: Weft connects to Kafka without SASL",
+            ));
         }
         for host in hosts.split(',') {
             let Some((name, port)) = host.rsplit_once(':') else {
@@ -260,6 +269,8 @@ mod tests {
             "kafka://h:1?prefix=a/b",
             "kafka://h:1?acks=1",
             "kafka://h:1?linger_ms=-1",
+            "kafka://user:s3cret@h:1",
+            "kafka://h:1,user:s3cret@h2:1",
         ] {
             assert!(
                 matches!(
@@ -269,6 +280,12 @@ mod tests {
                 "{bad}"
             );
         }
+        let Err(error) = KafkaConfig::parse("kafka://user:s3cret@h:9092") else {
+            panic!("credentials are refused");
+        };
+        let text = error.to_string();
+        assert!(text.contains("kafka://user:***@h:9092"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
         assert!(matches!(
             KafkaConfig::parse("nats://h:1"),
             Err(ChannelError::UnsupportedUrl { .. })

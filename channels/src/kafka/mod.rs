@@ -209,6 +209,7 @@ impl ConsumerContext for Quiet {}
 /// Forwards a librdkafka log line. Its errors are connection trouble that librdkafka
 /// retries, so they are warnings here; losing an event is what Weft logs as an error.
 fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    let message = weft_config::redact::redact_urls_in(message);
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -225,7 +226,8 @@ fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
 /// Forwards a client-wide error (all brokers down, a failed connection), which
 /// librdkafka recovers from by itself.
 fn log_client_error(error: KafkaError, reason: &str) {
-    tracing::warn!(%error, reason, "kafka client error; reconnecting");
+    let reason = weft_config::redact::redact_urls_in(reason);
+    tracing::warn!(%error, reason = %reason, "kafka client error; reconnecting");
 }
 
 /// Whether Kafka may answer differently in a moment: leadership moving (as right after
@@ -287,10 +289,7 @@ impl KafkaChannel {
         // Kafka batches on its own; one append is never split.
         let _ = options;
         let config = KafkaConfig::parse(url)?;
-        let failed = |e: KafkaError| ChannelError::Open {
-            url: crate::redact(url),
-            source: Box::new(e),
-        };
+        let failed = |e: KafkaError| ChannelError::open(url, Box::new(e));
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.bootstrap)

@@ -124,6 +124,13 @@ impl Config {
     }
 }
 
+impl Config {
+    /// [`Config::servers`] fit for logs: each server's credentials masked.
+    pub(super) fn shown_servers(&self) -> String {
+        crate::redact(&self.servers)
+    }
+}
+
 /// `250ms`, `30s`, `2m`, `6h`, `7d`, or a bare number of seconds.
 fn duration(value: &str) -> Option<Duration> {
     let split = value
@@ -154,6 +161,11 @@ mod tests {
         assert_eq!(c.max_ack_pending, 1024);
         let c = Config::parse("nats://u:p@a:1,b:2").unwrap();
         assert_eq!(c.servers, "nats://u:p@a:1,nats://b:2");
+        let c = Config::parse("nats://u:s3cret@a:1,u:s3cret@b:2,t0ken@c:3").unwrap();
+        assert_eq!(
+            c.shown_servers(),
+            "nats://u:***@a:1,nats://u:***@b:2,nats://***@c:3"
+        );
     }
 
     #[test]

@@ -196,10 +196,7 @@ impl NatsChannel {
     pub async fn open(url: &str, options: ChannelOptions) -> Result<Self, ChannelError> {
         let _ = options;
         let config = Config::parse(url)?;
-        let failed = |source: crate::error::BoxError| ChannelError::Open {
-            url: crate::redact(url),
-            source,
-        };
+        let failed = |source: crate::error::BoxError| ChannelError::open(url, source);
         let client = ConnectOptions::new()
             .name("weft")
             .connection_timeout(config.timeout)
@@ -218,9 +215,9 @@ impl NatsChannel {
         let version = client.server_info().version;
         let retention = retention::policy(&version);
         if retention == stream::RetentionPolicy::Interest {
-            tracing::info!(servers = %config.servers, prefix = %config.prefix, %version, "nats channel opened");
+            tracing::info!(servers = %config.shown_servers(), prefix = %config.prefix, %version, "nats channel opened");
         } else {
-            tracing::warn!(servers = %config.servers, prefix = %config.prefix, %version, max_age = ?config.max_age, "nats channel opened; this server version loses events with interest retention (fixed in 2.9.16), so new broker streams keep every event until max_age");
+            tracing::warn!(servers = %config.shown_servers(), prefix = %config.prefix, %version, max_age = ?config.max_age, "nats channel opened; this server version loses events with interest retention (fixed in 2.9.16), so new broker streams keep every event until max_age");
         }
         let shared = Arc::new(Shared {
             names: Names::new(&config.prefix),

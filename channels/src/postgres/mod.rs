@@ -479,10 +479,7 @@ impl PostgresChannel {
     /// tables, and starts the channel's tasks. Must be called within a Tokio runtime.
     pub async fn open(url: &str, options: ChannelOptions) -> Result<Self, ChannelError> {
         let settings = parse_url(url)?;
-        let failed = |source: BoxError| ChannelError::Open {
-            url: crate::redact(url),
-            source,
-        };
+        let failed = |source: BoxError| ChannelError::open(url, source);
         let pool_options = |size| {
             PgPoolOptions::new()
                 .max_connections(size)

@@ -242,10 +242,7 @@ impl SqliteChannel {
     /// writer task. Must be called within a Tokio runtime.
     pub async fn open(url: &str, options: ChannelOptions) -> Result<Self, ChannelError> {
         let SqliteUrl { path, synchronous } = parse_url(url)?;
-        let failed = |source: BoxError| ChannelError::Open {
-            url: crate::redact(url),
-            source,
-        };
+        let failed = |source: BoxError| ChannelError::open(url, source);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent)
                 .await

@@ -18,11 +18,12 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    /// Builds an error for `field`.
+    /// Builds an error for `field`. A URL quoted in the message is shown without its
+    /// credentials ([`crate::redact`]): problems are logged and served by the admin API.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         FieldError {
             field: field.into(),
-            message: message.into(),
+            message: shown(message.into()),
         }
     }
 }
@@ -82,7 +83,7 @@ impl Problem {
             document: source.document,
             object: None,
             field: None,
-            message: message.into(),
+            message: shown(message.into()),
         }
     }
 
@@ -104,6 +105,14 @@ impl Problem {
         Problem::new(source, error.message)
             .with_object(object)
             .with_field(error.field)
+    }
+}
+
+/// `message` with the credentials of any URL in it masked.
+fn shown(message: String) -> String {
+    match crate::redact::redact_urls_in(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(redacted) => redacted,
     }
 }
 
@@ -152,6 +161,18 @@ mod tests {
             "config/examples/triggers.yaml (document 2, Trigger default/orders): \
              spec.delivery.backoffDelay: \"2 seconds\" is not an ISO-8601 duration (e.g. PT0.5S)"
         );
+    }
+
+    #[test]
+    fn credentials_in_a_quoted_url_are_not_shown() {
+        let error = FieldError::new(
+            "spec.subscriber.uri",
+            "\"ftp://me:hunter2@sink/?token=abc\" has scheme ftp; use an http or https URL",
+        );
+        let problem = Problem::from_field_error(&source(1), "Trigger default/t", error);
+        let text = problem.to_string();
+        assert!(text.contains("\"ftp://me:***@sink/?token=***\""), "{text}");
+        assert!(!text.contains("hunter2") && !text.contains("abc"), "{text}");
     }
 
     #[test]

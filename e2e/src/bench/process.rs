@@ -59,6 +59,8 @@ pub struct Server {
     child: Child,
     pid: u32,
     addr: SocketAddr,
+    /// What it printed on stdout before the line that gave its address.
+    printed: Vec<String>,
     /// Where its stderr goes, to show when it fails.
     log: PathBuf,
 }
@@ -96,11 +98,13 @@ impl Server {
         // stdout is piped just above.
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut printed = Vec::new();
         let waited = tokio::time::timeout(timeout, async {
             while let Some(line) = lines.next_line().await? {
                 if let Some(rest) = line.split_once(marker).map(|(_, r)| r) {
                     return Ok(Some(rest.trim().to_owned()));
                 }
+                printed.push(line);
             }
             Ok::<_, std::io::Error>(None)
         })
@@ -131,8 +135,17 @@ impl Server {
             child,
             pid,
             addr,
+            printed,
             log,
         })
+    }
+
+    /// The address it printed after `marker` before it served (e.g. the admin address).
+    pub fn printed_addr(&self, marker: &str) -> Option<SocketAddr> {
+        self.printed
+            .iter()
+            .find_map(|line| line.split_once(marker))
+            .and_then(|(_, addr)| addr.trim().parse().ok())
     }
 
     /// Its process id.
@@ -233,6 +246,8 @@ impl WeftUp {
             dir.path().join("data").display().to_string(),
             "--addr".into(),
             "127.0.0.1:0".into(),
+            "--admin-addr".into(),
+            "127.0.0.1:0".into(),
         ];
         if let Some(url) = &channel.url {
             // The suite owns what it creates on the server (give it a prefix of its own):
@@ -301,9 +316,13 @@ impl WeftUp {
         format!("{}/{namespace}/{broker}", self.base_url())
     }
 
-    /// `GET /_weft/v1/triggers`.
+    /// `GET /_weft/v1/triggers` on the admin address.
     pub async fn triggers(&self) -> Result<Vec<TriggerStatus>, BenchError> {
-        let url = format!("{}/_weft/v1/triggers", self.base_url());
+        let admin = self.server.printed_addr(crate::weft::ADMIN).map_or_else(
+            || "(no admin address printed)".to_owned(),
+            |a| a.to_string(),
+        );
+        let url = format!("http://{admin}/_weft/v1/triggers");
         let admin = |reason: String| BenchError::Admin {
             url: url.clone(),
             reason,

@@ -73,6 +73,8 @@ pub struct ReplicaOptions {
     pub channel: String,
     /// The listen address: events (ingress), health and metrics.
     pub addr: String,
+    /// Where the admin API is served (loopback by default; never exposed by a Service).
+    pub admin_addr: String,
     /// Watch only this namespace (every namespace when `None`).
     pub namespace: Option<String>,
     /// Which Brokers are Weft's.
@@ -98,6 +100,7 @@ pub async fn run_replica(
     let source = KubeSource::start(client, options.namespace.as_deref(), options.class);
     let serve_options = ServeOptions {
         addr: options.addr,
+        admin_addr: options.admin_addr,
         channel: options.channel,
         roles,
         dataplane: options.dataplane,

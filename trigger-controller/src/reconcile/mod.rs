@@ -579,7 +579,7 @@ impl Reconciler {
         }
         match self.dataplane.run_trigger(trigger, &delivery).await {
             Ok(()) => {
-                tracing::info!(trigger = %key, broker = %broker_key, subscriber = %trigger.subscriber, "trigger ready");
+                tracing::info!(trigger = %key, broker = %broker_key, subscriber = %weft_config::redact::redact(trigger.subscriber.as_str()), "trigger ready");
                 self.running
                     .insert(key.clone(), (trigger.clone(), delivery));
                 self.cursors.insert(key.clone(), broker_key);
