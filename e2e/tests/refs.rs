@@ -24,7 +24,8 @@ fn trigger(name: &str, broker: &str, subscriber: &str) -> String {
 #[tokio::test]
 async fn a_ref_to_an_annotated_service_receives_events() {
     let sink = Sink::start().await;
-    let to_display = "    ref:\n      apiVersion: v1\n      kind: Service\n      name: event-display\n";
+    let to_display =
+        "    ref:\n      apiVersion: v1\n      kind: Service\n      name: event-display\n";
     let with_path = format!("{to_display}    uri: /orders\n");
     let weft = Weft::builder()
         .manifest("broker.yaml", broker("default"))
@@ -44,7 +45,10 @@ async fn a_ref_to_an_annotated_service_receives_events() {
         .await
         .unwrap();
     assert_eq!(answer.status, StatusCode::ACCEPTED);
-    assert_eq!(sink.wait_for_path("/", 1, secs(10)).await[0].id(), sent.id());
+    assert_eq!(
+        sink.wait_for_path("/", 1, secs(10)).await[0].id(),
+        sent.id()
+    );
     assert_eq!(
         sink.wait_for_path("/orders", 1, secs(10)).await[0].id(),
         sent.id()
@@ -58,7 +62,10 @@ async fn a_ref_to_another_broker_delivers_into_it() {
                     name: audit\n";
     let archive = format!("    uri: {:?}\n", sink.url("/archive"));
     let weft = Weft::builder()
-        .manifest("brokers.yaml", format!("{}---\n{}", broker("default"), broker("audit")))
+        .manifest(
+            "brokers.yaml",
+            format!("{}---\n{}", broker("default"), broker("audit")),
+        )
         .manifest("forward.yaml", trigger("forward", "default", to_audit))
         .manifest("archive.yaml", trigger("archive", "audit", &archive))
         .start()
