@@ -7,7 +7,7 @@
 //! and open the channel with backoff, rather than exit and crash-loop.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use url::Url;
 use weft_broker::{DataPlane, DataPlaneOptions};
 use weft_channels::{Channel, ChannelError, ChannelOptions};
 use weft_config::redact::Secrets;
@@ -65,6 +66,7 @@ pub async fn serve(
     let local = local_addr(&listener)?;
     let admin = bind(&options.admin_addr).await?;
     let admin_local = local_addr(&admin)?;
+    source.set_ingress_url(&ingress_url(local));
     if options.wait_for_channel {
         println!("weft starting on http://{local}; opening the channel");
     }
@@ -169,6 +171,19 @@ pub(crate) async fn bind(addr: &str) -> Result<TcpListener, ControllerError> {
         })
 }
 
+/// The base URL this process's own deliveries reach its ingress at: the listen address,
+/// with a wildcard (`0.0.0.0`, `::`) replaced by loopback.
+fn ingress_url(local: SocketAddr) -> Url {
+    let ip = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let text = format!("http://{}", SocketAddr::new(ip, local.port()));
+    // An IP address and a port always make a valid http URL.
+    Url::parse(&text).expect("a socket address is a valid URL host")
+}
+
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ControllerError> {
     listener.local_addr().map_err(|source| ControllerError::Io {
         what: "cannot read the listen address".into(),
@@ -254,4 +269,18 @@ fn chain(error: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ingress_url_replaces_a_wildcard_address_with_loopback() {
+        let url = |addr: &str| ingress_url(addr.parse().unwrap()).to_string();
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("[::]:9000"), "http://[::1]:9000/");
+        assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3/");
+    }
 }

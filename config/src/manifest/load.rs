@@ -1,6 +1,10 @@
 //! Loading manifests from a file or a folder: reading, splitting into YAML documents, picking
 //! out Brokers and Triggers, and validating each one.
 //!
+//! Loading takes two passes: every document is parsed first, so that the Brokers and the
+//! objects annotated with [`URL_ANNOTATION`] are all known before a `ref` to one of them is
+//! resolved ([`LocalRefs`]); the Brokers and Triggers are validated afterwards.
+//!
 //! Loading never fails as a whole. Each object is loaded on its own, and an invalid one comes
 //! back with its problems (so the runtime can show it as not ready, with the reason) instead of
 //! stopping the others. What cannot be tied to a Broker or Trigger (an unreadable file, a YAML
@@ -19,10 +23,14 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use url::Url;
 
 use crate::manifest::documents::{self, Document};
 use crate::manifest::problem::{FieldError, Location, Problem};
-use crate::manifest::types::{Broker, DEFAULT_NAMESPACE, EVENTING_API_VERSION, Trigger};
+use crate::manifest::types::{
+    Broker, DEFAULT_NAMESPACE, EVENTING_API_VERSION, Trigger, URL_ANNOTATION,
+};
+use crate::manifest::validate::{LocalRefs, url_annotation};
 use crate::model::{BrokerConfig, ObjectKey, TriggerConfig};
 
 /// Everything found under a manifest path.
@@ -135,8 +143,18 @@ fn unreadable<T>(old: &Loaded<T>, kind: &str, reason: String) -> Loaded<T> {
 /// searched recursively for `.yaml` and `.yml` files, in path order. Hidden files and folders
 /// and editor leftovers (`*~`, `.#*`, `*.swp`) are skipped. Never fails as a whole: what cannot
 /// be loaded is reported in the result.
+///
+/// A `ref` to a Broker has no URL here (no ingress listens): use [`load_path_with`] where
+/// one does.
 pub fn load_path(path: &Path) -> Manifests {
-    let mut loader = Loader::default();
+    load_path_with(path, None)
+}
+
+/// [`load_path`] for a process whose ingress answers at `ingress` (e.g.
+/// `http://127.0.0.1:8080`): a `ref` to a Broker in the manifests resolves to
+/// `<ingress>/<namespace>/<name>`.
+pub fn load_path_with(path: &Path, ingress: Option<&Url>) -> Manifests {
+    let mut loader = Loader::new(ingress);
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
             let mut files = Vec::new();
@@ -210,7 +228,12 @@ pub fn fingerprint(path: &Path) -> Fingerprint {
 
 /// Loads the manifests in `text` as if read from `file` (which is only used in problems).
 pub fn load_str(text: &str, file: &Path) -> Manifests {
-    let mut loader = Loader::default();
+    load_str_with(text, file, None)
+}
+
+/// [`load_str`] for a process whose ingress answers at `ingress` (see [`load_path_with`]).
+pub fn load_str_with(text: &str, file: &Path, ingress: Option<&Url>) -> Manifests {
+    let mut loader = Loader::new(ingress);
     loader.add_text(text, file);
     loader.finish()
 }
@@ -298,15 +321,38 @@ fn collect_files(
 }
 
 /// Accumulates what the files hold, remembering each object's first appearance.
-#[derive(Default)]
 struct Loader {
     manifests: Manifests,
     seen: HashMap<(&'static str, ObjectKey), Location>,
     /// Objects defined more than once, with every place after the first.
     duplicates: HashMap<(&'static str, ObjectKey), Vec<Location>>,
+    /// What a `ref` means: the Brokers and annotated objects found so far.
+    refs: LocalRefs,
+    /// The Brokers and Triggers read, validated once every document has been read.
+    pending: Vec<Pending>,
+}
+
+/// A Broker or Trigger read but not validated yet.
+struct Pending {
+    kind: &'static str,
+    key: ObjectKey,
+    source: Location,
+    /// `Kind namespace/name`, for its problems.
+    label: String,
+    value: Value,
 }
 
 impl Loader {
+    fn new(ingress: Option<&Url>) -> Self {
+        Loader {
+            manifests: Manifests::default(),
+            seen: HashMap::new(),
+            duplicates: HashMap::new(),
+            refs: LocalRefs::new(ingress.cloned()),
+            pending: Vec::new(),
+        }
+    }
+
     /// Notes a place that could not be read or parsed, and why.
     fn unread(&mut self, place: Location, message: String) {
         self.manifests.problems.push(Problem::new(&place, message));
@@ -326,6 +372,33 @@ impl Loader {
     /// A name defined twice is an error on each: which one the user meant is unknown, so
     /// neither replaces what runs (the runtime keeps the last valid version, if any).
     fn finish(mut self) -> Manifests {
+        for pending in std::mem::take(&mut self.pending) {
+            let Pending {
+                kind,
+                key,
+                source,
+                label,
+                value,
+            } = pending;
+            let place = |errors| place(&source, &label, errors);
+            if kind == "Broker" {
+                let config = typed::<Broker>(value).and_then(|b| b.validate_with(&self.refs));
+                let config = config.map_err(place);
+                self.manifests.brokers.push(Loaded {
+                    key,
+                    source,
+                    config,
+                });
+            } else {
+                let config = typed::<Trigger>(value).and_then(|t| t.validate_with(&self.refs));
+                let config = config.map_err(place);
+                self.manifests.triggers.push(Loaded {
+                    key,
+                    source,
+                    config,
+                });
+            }
+        }
         for ((kind, key), others) in &self.duplicates {
             let first = &self.seen[&(*kind, key.clone())];
             let places: Vec<String> = std::iter::once(first)
@@ -417,6 +490,12 @@ impl Loader {
                 return;
             }
             _ => {
+                let annotations = metadata.and_then(|m| m.get("annotations"));
+                if let Some(url) = annotations.and_then(|a| a.get(URL_ANNOTATION)) {
+                    let target = (api_version.as_str(), kind.as_str(), name.as_str());
+                    self.add_url(source, &label, target, namespace, url);
+                    return;
+                }
                 let message = format!(
                     "is ignored; weft reads only {EVENTING_API_VERSION} Broker and Trigger \
                      objects, not {}",
@@ -446,22 +525,57 @@ impl Loader {
             return;
         }
         self.seen.insert((kind, key.clone()), source.clone());
-        let place = |errors| place(source, &label, errors);
         if kind == "Broker" {
-            let config = typed::<Broker>(value).and_then(|broker| broker.validate());
-            self.manifests.brokers.push(Loaded {
-                key,
-                source: source.clone(),
-                config: config.map_err(place),
-            });
-        } else {
-            let config = typed::<Trigger>(value).and_then(|trigger| trigger.validate());
-            self.manifests.triggers.push(Loaded {
-                key,
-                source: source.clone(),
-                config: config.map_err(place),
-            });
+            self.refs.add_broker(key.clone());
         }
+        self.pending.push(Pending {
+            kind,
+            key,
+            source: source.clone(),
+            label,
+            value,
+        });
+    }
+
+    /// Notes an object (`apiVersion`, `kind`, `name`) whose [`URL_ANNOTATION`] is `url`: a
+    /// ref to it means that URL.
+    fn add_url(
+        &mut self,
+        source: &Location,
+        label: &str,
+        (api_version, kind, name): (&str, &str, &str),
+        namespace: String,
+        url: &Value,
+    ) {
+        let field = format!("metadata.annotations[{URL_ANNOTATION}]");
+        if name.is_empty() {
+            let message = "is missing; an object with a URL annotation needs the name refs use";
+            let problem = Problem::new(source, message)
+                .with_object(label)
+                .with_field("metadata.name");
+            self.manifests.problems.push(problem);
+            return;
+        }
+        let key = ObjectKey::new(namespace, name);
+        if self.refs.has_url(api_version, kind, &key) {
+            let message = "is defined more than once; refs to it use neither";
+            let problem = Problem::new(source, message).with_object(label);
+            self.manifests.problems.push(problem);
+        }
+        let url = match url.as_str() {
+            Some(text) => url_annotation(text),
+            None => Err(format!("{url} is not a string; give the URL as text")),
+        };
+        if let Err(message) = &url {
+            let problem = Problem::new(source, message.as_str())
+                .with_object(label)
+                .with_field(field);
+            self.manifests.problems.push(problem);
+        }
+        let url = url.map_err(|_| {
+            format!("has an invalid {URL_ANNOTATION} annotation (see the problem reported on it)")
+        });
+        self.refs.add_url(api_version, kind, key, url);
     }
 }
 
@@ -527,3 +641,6 @@ fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Vec<FieldError>> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod ref_tests;

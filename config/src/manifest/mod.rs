@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - [`types`]: the manifest types, field for field as Knative spells them.
-//! - [`validate`]: pure checks that turn them into [`crate::model`] values.
+//! - [`validate`]: pure checks that turn them into [`crate::model`] values, resolving `ref`s
+//!   standalone with [`LocalRefs`].
 //! - [`load`]: reading files and folders of multi-document YAML.
 //! - [`problem`]: what is wrong, and where.
 
@@ -16,10 +17,12 @@ pub mod problem;
 pub mod types;
 pub mod validate;
 
-pub use load::{Fingerprint, Loaded, Manifests, fingerprint, load_path, load_str};
+pub use load::{
+    Fingerprint, Loaded, Manifests, fingerprint, load_path, load_path_with, load_str, load_str_with,
+};
 pub use problem::{FieldError, Location, Problem};
 pub use types::{
     Broker, BrokerSpec, DeliverySpec, Destination, KReference, ObjectMeta, SubscriptionsAPIFilter,
     Trigger, TriggerFilter, TriggerSpec,
 };
-pub use validate::{parse_delivery_duration, parse_duration};
+pub use validate::{LocalRefs, join_uri, parse_delivery_duration, parse_duration};

@@ -36,6 +36,9 @@ pub const DELIVERY_ORDER_ANNOTATION: &str = "weft.dev/delivery-order";
 pub const KAFKA_DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
 /// Trigger annotation limiting how many events are delivered at once.
 pub const MAX_IN_FLIGHT_ANNOTATION: &str = "weft.dev/max-in-flight";
+/// Annotation on any object in a manifest folder: the URL a `ref` to it means standalone
+/// (see [`crate::manifest::validate::LocalRefs`]).
+pub const URL_ANNOTATION: &str = "weft.dev/url";
 
 /// The part of Kubernetes `ObjectMeta` that Weft uses. Every other metadata field (`uid`,
 /// `resourceVersion`, `creationTimestamp`, `managedFields`, …) is accepted and dropped.

@@ -11,6 +11,9 @@
 //! file descriptors left) changes nothing it held: the objects it held last time are carried
 //! over, invalid with the reason ([`Manifests::carry_over`]), so the reconciler keeps their
 //! storage and their last valid version. A root that cannot be read at start is an error.
+//!
+//! A `ref` to a Broker resolves to the ingress URL [`StateSource::set_ingress_url`] gave;
+//! other refs to objects in the folder annotated with `weft.dev/url`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,7 +22,8 @@ use async_trait::async_trait;
 use notify::event::{EventKind, MetadataKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
-use weft_config::manifest::{Fingerprint, fingerprint, load_path};
+use url::Url;
+use weft_config::manifest::{Fingerprint, fingerprint, load_path_with};
 
 use super::{Manifests, StateSource};
 use crate::ControllerError;
@@ -40,6 +44,8 @@ pub struct FolderSource {
     stamp: Fingerprint,
     /// How many times the manifests were read.
     loads: u64,
+    /// The ingress's base URL, which a ref to a Broker resolves against.
+    ingress: Option<Url>,
 }
 
 /// Whether a file-system event may have changed what the manifests say: not a read, nor
@@ -101,6 +107,7 @@ impl FolderSource {
             last: None,
             stamp: Fingerprint::default(),
             loads: 0,
+            ingress: None,
         })
     }
 
@@ -108,7 +115,10 @@ impl FolderSource {
     async fn load(&mut self) -> Manifests {
         self.loads += 1;
         let path = self.path.clone();
-        let read = tokio::task::spawn_blocking(move || (fingerprint(&path), load_path(&path)));
+        let ingress = self.ingress.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            (fingerprint(&path), load_path_with(&path, ingress.as_ref()))
+        });
         match read.await {
             Ok((stamp, mut manifests)) => {
                 self.stamp = stamp;
@@ -134,6 +144,10 @@ impl FolderSource {
 
 #[async_trait]
 impl StateSource for FolderSource {
+    fn set_ingress_url(&mut self, url: &Url) {
+        self.ingress = Some(url.clone());
+    }
+
     async fn next(&mut self) -> Option<Manifests> {
         if self.last.is_none() {
             let first = self.load().await;

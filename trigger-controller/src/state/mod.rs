@@ -8,6 +8,7 @@ mod folder;
 
 use async_trait::async_trait;
 pub use folder::FolderSource;
+use url::Url;
 pub use weft_config::manifest::Manifests;
 
 /// A stream of desired-state snapshots.
@@ -16,6 +17,11 @@ pub trait StateSource: Send {
     /// The first snapshot at once, then one each time the desired state changes; `None`
     /// when the source has ended.
     async fn next(&mut self) -> Option<Manifests>;
+
+    /// Tells the source the base URL this process's ingress answers on, once it listens and
+    /// before the first snapshot, so that a `ref` to a Broker can resolve to that broker's
+    /// address. Sources whose refs are resolved elsewhere ignore it.
+    fn set_ingress_url(&mut self, _url: &Url) {}
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! Checks for `DeliverySpec`, `Destination` and ISO-8601 durations, as Knative's webhook does
 //! them, producing [`DeliveryConfig`] and resolved URLs.
 //!
-//! Standalone Weft has no Kubernetes to resolve a `ref`, so a destination must give an absolute
-//! `uri`; a `ref` is reported rather than silently dropped.
+//! A `ref` is resolved by [`super::refs`] (standalone), or reported when the caller should
+//! have resolved it beforehand (a Kubernetes controller).
 
 use std::time::Duration;
 
 use url::Url;
 
+use super::refs::Refs;
 use crate::manifest::problem::FieldError;
 use crate::manifest::types::{DeliverySpec, Destination};
 use crate::model::{BackoffPolicy, DeliveryConfig, EventFormat, MAX_DELIVERY_DURATION, MAX_RETRY};
@@ -16,6 +17,7 @@ use crate::model::{BackoffPolicy, DeliveryConfig, EventFormat, MAX_DELIVERY_DURA
 pub(crate) fn delivery(
     spec: &DeliverySpec,
     field: &str,
+    refs: &Refs<'_>,
     errors: &mut Vec<FieldError>,
 ) -> DeliveryConfig {
     let mut config = DeliveryConfig::default();
@@ -71,7 +73,8 @@ pub(crate) fn delivery(
         }
     }
     if let Some(sink) = &spec.dead_letter_sink {
-        config.dead_letter_sink = destination(sink, &format!("{field}.deadLetterSink"), errors);
+        config.dead_letter_sink =
+            destination(sink, &format!("{field}.deadLetterSink"), refs, errors);
     }
     config
 }
@@ -80,18 +83,20 @@ pub(crate) fn delivery(
 pub(crate) fn destination(
     destination: &Destination,
     field: &str,
+    refs: &Refs<'_>,
     errors: &mut Vec<FieldError>,
 ) -> Option<Url> {
-    if destination.reference.is_some() {
-        errors.push(FieldError::new(
-            format!("{field}.ref"),
-            format!(
-                "needs Kubernetes to resolve; use {field}.uri with an absolute http or https URL"
-            ),
-        ));
-        return None;
-    }
-    let Some(uri) = destination.uri.as_deref() else {
+    // A ref's URL, with the uri beside it resolved against it, is checked as a uri would be.
+    let resolved;
+    let uri = match &destination.reference {
+        Some(reference) => {
+            let uri = destination.uri.as_deref();
+            resolved = refs.resolve(reference, uri, field, errors)?.to_string();
+            Some(resolved.as_str())
+        }
+        None => destination.uri.as_deref(),
+    };
+    let Some(uri) = uri else {
         errors.push(FieldError::new(
             field,
             "needs a uri (an absolute http or https URL)",
@@ -179,7 +184,7 @@ mod tests {
 
     fn check(spec: &DeliverySpec) -> (DeliveryConfig, Vec<FieldError>) {
         let mut errors = Vec::new();
-        let config = delivery(spec, "spec.delivery", &mut errors);
+        let config = delivery(spec, "spec.delivery", &Refs::NONE, &mut errors);
         (config, errors)
     }
 
@@ -371,14 +376,22 @@ mod tests {
         ];
         for (dest, field, phrase) in cases {
             let mut errors = Vec::new();
-            assert_eq!(destination(&dest, "spec.subscriber", &mut errors), None);
+            assert_eq!(
+                destination(&dest, "spec.subscriber", &Refs::NONE, &mut errors),
+                None
+            );
             assert_eq!(errors.len(), 1, "{errors:?}");
             assert_eq!(errors[0].field, field);
             assert!(errors[0].message.contains(phrase), "{}", errors[0]);
             assert!(errors[0].message.contains("http or https"), "{}", errors[0]);
         }
         let mut errors = Vec::new();
-        let url = destination(&uri("https://sink.example:8443/a"), "x", &mut errors);
+        let url = destination(
+            &uri("https://sink.example:8443/a"),
+            "x",
+            &Refs::NONE,
+            &mut errors,
+        );
         assert_eq!(url.unwrap().as_str(), "https://sink.example:8443/a");
         assert!(errors.is_empty());
     }
@@ -395,7 +408,10 @@ mod tests {
             ..Destination::default()
         };
         let mut errors = Vec::new();
-        assert_eq!(destination(&dest, "spec.subscriber", &mut errors), None);
+        assert_eq!(
+            destination(&dest, "spec.subscriber", &Refs::NONE, &mut errors),
+            None
+        );
         assert_eq!(
             errors[0].to_string(),
             "spec.subscriber.ref: needs Kubernetes to resolve; \

@@ -3,13 +3,19 @@
 //! field rather than only the first.
 //!
 //! No I/O happens here, so the same checks serve the folder loader and, later, a Kubernetes
-//! admission webhook.
+//! admission webhook. What a `ref` means comes in as a value: [`LocalRefs`] standalone
+//! (`validate_with`), nothing on a cluster, whose controller resolves refs beforehand
+//! (`validate`).
 
 mod delivery;
 mod filter;
+mod refs;
 
 pub use delivery::{parse_delivery_duration, parse_duration};
 pub use filter::is_attribute_name;
+pub use refs::{LocalRefs, join_uri, url_annotation};
+
+use refs::Refs;
 
 use crate::manifest::problem::FieldError;
 use crate::manifest::types::{
@@ -19,8 +25,22 @@ use crate::manifest::types::{
 use crate::model::{BrokerConfig, DeliveryOrder, MAX_IN_FLIGHT, TriggerConfig};
 
 impl Broker {
-    /// Checks this Broker and returns its validated form, or every problem found.
+    /// Checks this Broker and returns its validated form, or every problem found. A `ref`
+    /// destination is a problem: the caller is expected to have resolved it to a `uri`.
     pub fn validate(&self) -> Result<BrokerConfig, Vec<FieldError>> {
+        self.check(None)
+    }
+
+    /// Checks this Broker, resolving `ref` destinations with `refs`.
+    pub fn validate_with(&self, refs: &LocalRefs) -> Result<BrokerConfig, Vec<FieldError>> {
+        self.check(Some(refs))
+    }
+
+    fn check(&self, local: Option<&LocalRefs>) -> Result<BrokerConfig, Vec<FieldError>> {
+        let refs = Refs {
+            local,
+            namespace: self.metadata.namespace_or_default(),
+        };
         let mut errors = Vec::new();
         type_meta(&self.api_version, &self.kind, "Broker", &mut errors);
         metadata(&self.metadata, &mut errors);
@@ -31,7 +51,7 @@ impl Broker {
             .spec
             .delivery
             .as_ref()
-            .map(|spec| delivery::delivery(spec, "spec.delivery", &mut errors));
+            .map(|spec| delivery::delivery(spec, "spec.delivery", &refs, &mut errors));
         finish(
             errors,
             BrokerConfig {
@@ -49,8 +69,22 @@ impl Broker {
 }
 
 impl Trigger {
-    /// Checks this Trigger and returns its validated form, or every problem found.
+    /// Checks this Trigger and returns its validated form, or every problem found. A `ref`
+    /// destination is a problem: the caller is expected to have resolved it to a `uri`.
     pub fn validate(&self) -> Result<TriggerConfig, Vec<FieldError>> {
+        self.check(None)
+    }
+
+    /// Checks this Trigger, resolving `ref` destinations with `refs`.
+    pub fn validate_with(&self, refs: &LocalRefs) -> Result<TriggerConfig, Vec<FieldError>> {
+        self.check(Some(refs))
+    }
+
+    fn check(&self, local: Option<&LocalRefs>) -> Result<TriggerConfig, Vec<FieldError>> {
+        let refs = Refs {
+            local,
+            namespace: self.metadata.namespace_or_default(),
+        };
         let mut errors = Vec::new();
         type_meta(&self.api_version, &self.kind, "Trigger", &mut errors);
         metadata(&self.metadata, &mut errors);
@@ -74,11 +108,12 @@ impl Trigger {
             .unwrap_or_default();
         filter::attributes(&filter_attributes, "spec.filter.attributes", &mut errors);
         let filters = filter::filters(&spec.filters, "spec.filters", &mut errors);
-        let subscriber = delivery::destination(&spec.subscriber, "spec.subscriber", &mut errors);
+        let subscriber =
+            delivery::destination(&spec.subscriber, "spec.subscriber", &refs, &mut errors);
         let delivery = spec
             .delivery
             .as_ref()
-            .map(|spec| delivery::delivery(spec, "spec.delivery", &mut errors));
+            .map(|spec| delivery::delivery(spec, "spec.delivery", &refs, &mut errors));
         let order = delivery_order(&self.metadata, &mut errors);
         let max_in_flight = max_in_flight(&self.metadata, &mut errors);
         let Some(subscriber) = subscriber else {
