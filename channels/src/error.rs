@@ -242,15 +242,8 @@ mod tests {
             "nats://u:hunter22@h1:4222,tok3n@h2:4222",
             Box::new(Connect(io)),
         );
-        let mut text = error.to_string();
-        let mut cause = error.source();
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
         assert_eq!(
-            text,
+            error.describe(),
             "cannot open channel `nats://u:***@h1:4222,***@h2:4222`: \
              connecting to nats://***@h2:4222 failed: server said: bad password ***"
         );

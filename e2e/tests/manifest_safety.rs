@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 
 use http::StatusCode;
 use weft_e2e::{Delivery, Producer, Sink, Weft, broker, event, ms, secs, trigger};
@@ -21,6 +22,24 @@ fn patient() -> Delivery {
         .retry(30)
         .linear("PT0.5S")
         .backoff_max("PT1S")
+}
+
+/// Runs a second `weft up -f manifests --data-dir data` (on free ports) beside `weft`, and
+/// returns its output once it exits.
+async fn up_beside(weft: &Weft, manifests: &Path, data: &Path) -> std::process::Output {
+    let free = "127.0.0.1:0".as_ref();
+    weft.cli([
+        "up".as_ref(),
+        "-f".as_ref(),
+        manifests.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--addr".as_ref(),
+        free,
+        "--admin-addr".as_ref(),
+        free,
+    ])
+    .await
 }
 
 /// Sends `n` events and checks each got a 202; returns their ids.
@@ -140,19 +159,7 @@ async fn a_wrong_manifest_path_is_a_startup_error_that_keeps_the_data() {
 
     let data = weft.data_dir();
     let wrong = weft.manifests_dir().join("no-such-folder");
-    let out = weft
-        .cli([
-            "up".as_ref(),
-            "-f".as_ref(),
-            wrong.as_os_str(),
-            "--data-dir".as_ref(),
-            data.as_os_str(),
-            "--addr".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--admin-addr".as_ref(),
-            "127.0.0.1:0".as_ref(),
-        ])
-        .await;
+    let out = up_beside(&weft, &wrong, &data).await;
     assert!(!out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -172,19 +179,7 @@ async fn a_second_weft_up_on_the_same_data_dir_is_refused() {
         .start()
         .await;
     let (manifests, data) = (weft.manifests_dir(), weft.data_dir());
-    let out = weft
-        .cli([
-            "up".as_ref(),
-            "-f".as_ref(),
-            manifests.as_os_str(),
-            "--data-dir".as_ref(),
-            data.as_os_str(),
-            "--addr".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--admin-addr".as_ref(),
-            "127.0.0.1:0".as_ref(),
-        ])
-        .await;
+    let out = up_beside(&weft, &manifests, &data).await;
     assert!(!out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

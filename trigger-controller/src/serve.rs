@@ -247,7 +247,7 @@ pub(crate) async fn open_channel(
         match weft_channels::open(url, ChannelOptions::default()).await {
             Ok(channel) => return Ok(Some(channel)),
             Err(error @ (ChannelError::Open { .. } | ChannelError::Unavailable { .. })) if wait => {
-                let chain = Secrets::of(url).scrub(&chain(&error)).into_owned();
+                let chain = Secrets::of(url).scrub(&error.describe()).into_owned();
                 tracing::warn!(channel = %weft_channels::redact(url), error = %chain, retry_in = ?backoff, "cannot open the channel; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -257,18 +257,6 @@ pub(crate) async fn open_channel(
             }
         }
     }
-}
-
-/// An error and its causes on one line, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 #[cfg(test)]
