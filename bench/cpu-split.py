@@ -104,7 +104,7 @@ def measure(weft, target, server_pids, system_pid, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("channel")
-    parser.add_argument("--weft", default="target/release/weft")
+    parser.add_argument("--weft", default="target/dist/weft")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--server-pid", type=int, action="append", default=[])
     args = parser.parse_args()

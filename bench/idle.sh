@@ -3,7 +3,7 @@
 # no events, to explain the suite's idle figures in BENCHMARKS.md.
 #
 #   bench/idle.sh [BROKERS] [TRIGGERS] [SECONDS] [WEFT-BINARY]
-#   bench/idle.sh 100 1000 20                 (defaults; target/release/weft)
+#   bench/idle.sh 100 1000 20                 (defaults; target/dist/weft: cargo build --profile dist)
 #
 # It writes one manifest per broker (its triggers beside it, subscribers that are never
 # called), starts `weft up` on a fresh data dir, waits until every trigger is ready, lets it
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 brokers=${1:-100}
 triggers=${2:-1000}
 secs=${3:-20}
-bin=${4:-target/release/weft}
+bin=${4:-target/dist/weft}
 
 dir="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT

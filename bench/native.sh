@@ -19,15 +19,15 @@
 # PostgreSQL database must exist (CREATE DATABASE weft_bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-nats="${1:-nats://127.0.0.1:54222}"
-kafka="${2:-kafka://127.0.0.1:59092}"
-pg="${3:-postgres://postgres@127.0.0.1:55432/weft_bench}"
+nats="${1:-nats://127.0.0.1:14222}"
+kafka="${2:-kafka://127.0.0.1:19092}"
+pg="${3:-postgres://postgres@127.0.0.1:15432/weft_bench}"
 
-cargo build --release -p weft-channels --example nats_publish --example kafka_produce \
+cargo build --profile dist -p weft-channels --example nats_publish --example kafka_produce \
     --example kafka_native
 bin_dir="$(mktemp -d)"
 trap 'rm -rf "$bin_dir"' EXIT
-cp target/release/examples/{nats_publish,kafka_produce,kafka_native} "$bin_dir/"
+cp target/dist/examples/{nats_publish,kafka_produce,kafka_native} "$bin_dir/"
 
 echo "== nats_publish $nats; $(uptime)"
 "$bin_dir/nats_publish" "$nats"

@@ -7,8 +7,8 @@
 # It starts the run, then records `weft up` with perf for SECONDS (default 8). perf -p does
 # not follow the threads of this build, so all thread ids are passed with -t. Then it prints
 # the CPU split by thread, by shared object and by symbol (self time), and the inclusive time
-# of the data-plane frames. It needs a release build (bench/run-suite.sh makes one) and
-# perf (`apt-get install linux-perf`).
+# of the data-plane frames. It needs the `dist` build (target/dist/weft; bench/run-suite.sh
+# makes one) and perf (`apt-get install linux-perf`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=8
@@ -16,7 +16,7 @@ if [[ $# -gt 0 && $1 != -- ]]; then secs=$1; shift; fi
 [[ ${1:-} == -- ]] && shift
 
 out="$(mktemp -d)"
-cp target/release/weft "$out/weft"
+cp target/dist/weft "$out/weft"
 "$out/weft" bench e2e --no-progress --duration "$((secs + 6))s" "$@" >"$out/report.txt" &
 bench=$!
 # Give weft time to start and the warm-up time to pass.

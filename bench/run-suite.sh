@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs `weft bench suite` with a release build and writes BENCHMARKS.md, bench/suite-<channel>.svg
-# and bench/results.json. Arguments go to the suite, e.g.:
+# Runs `weft bench suite` with the fully optimised build (`--profile dist`, fat LTO) and
+# writes BENCHMARKS.md, bench/suite-<channel>.svg and bench/results.json. Arguments go to
+# the suite, e.g.:
 #
 #   bench/run-suite.sh                                   # sqlite, the default
 #   bench/run-suite.sh --channel sqlite --channel memory # one more backend: one more argument
@@ -11,10 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --bin weft
+cargo build --profile dist --bin weft
 bin_dir="$(mktemp -d)"
 trap 'rm -rf "$bin_dir"' EXIT
-cp target/release/weft "$bin_dir/weft"
+cp target/dist/weft "$bin_dir/weft"
 
 echo "machine: $(nproc) cores, $(free -h | awk '/^Mem:/ {print $2}') memory; $(uptime)" >&2
 "$bin_dir/weft" bench suite --out BENCHMARKS.md --charts-dir bench "$@"

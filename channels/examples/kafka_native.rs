@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! cargo run --release -p weft-channels --example kafka_native -- \
-//!     kafka://127.0.0.1:59092 [CONCURRENCY=32] [SECONDS=10] [PARTITIONS=10]
+//!     kafka://127.0.0.1:19092 [CONCURRENCY=32] [SECONDS=10] [PARTITIONS=10]
 //! ```
 //!
 //! - `linger 0` / `linger 0.5`: CONCURRENCY tasks, each producing one record (256 data
@@ -140,7 +140,7 @@ async fn main() {
     let base = args
         .first()
         .cloned()
-        .unwrap_or_else(|| "kafka://127.0.0.1:59092".into());
+        .unwrap_or_else(|| "kafka://127.0.0.1:19092".into());
     let number = |i: usize, default: u64| args.get(i).map_or(default, |a| a.parse().unwrap());
     let concurrency = number(1, 32) as usize;
     let duration = Duration::from_secs(number(2, 10));

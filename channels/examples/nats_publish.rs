@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release -p weft-channels --no-default-features --features nats \
-//!     --example nats_publish -- nats://127.0.0.1:54222 [--seconds 5] [--concurrency 32] [--size 256]
+//!     --example nats_publish -- nats://127.0.0.1:14222 [--seconds 5] [--concurrency 32] [--size 256]
 //! ```
 //!
 //! Three closed loops, each for `--seconds`, on a stream configured as Weft configures a
@@ -38,7 +38,7 @@ struct Args {
 
 fn args() -> Args {
     let mut args = Args {
-        url: "nats://127.0.0.1:54222".into(),
+        url: "nats://127.0.0.1:14222".into(),
         seconds: 5,
         concurrency: 32,
         size: 256,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Apache Kafka in KRaft mode (one combined broker + controller) from its Maven Central jars:
-# clients on 127.0.0.1:59092, controller on 127.0.0.1:59093, data under
+# clients on 127.0.0.1:19092, controller on 127.0.0.1:19093, data under
 # $WEFT_SERVICES_DIR/kafka/data. The jars are fetched once with Maven (kafka/pom.xml) into
 # ${WEFT_CACHE_DIR:-~/.cache/weft}/kafka-<version>/libs and reused from there.
 # Usage: kafka.sh up|start|stop|restart|down|status|url [--keep] [--kill]
@@ -9,8 +9,8 @@ set -euo pipefail
 SERVICE=kafka
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PORT=${WEFT_KAFKA_PORT:-59092}
-CONTROLLER_PORT=${WEFT_KAFKA_CONTROLLER_PORT:-59093}
+PORT=${WEFT_KAFKA_PORT:-19092}
+CONTROLLER_PORT=${WEFT_KAFKA_CONTROLLER_PORT:-19093}
 CONF="$SERVICES_HOME/kafka"
 VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$CONF/pom.xml")
 LIBS="$WEFT_CACHE_DIR/kafka-$VERSION/libs"

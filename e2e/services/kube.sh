@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real Kubernetes API server without Docker, the way controller-runtime's envtest runs one:
-# etcd (client 127.0.0.1:52379, peer 52380) and kube-apiserver (https://127.0.0.1:56443) as
+# etcd (client 127.0.0.1:12379, peer 12380) and kube-apiserver (https://127.0.0.1:16443) as
 # local processes; no controller-manager, scheduler or kubelet, so no Pod runs, namespaces
 # never finish terminating and owner references are not garbage-collected (wait for a CRD's
 # Established condition before using it).
@@ -21,7 +21,7 @@
 # rebuilt while present. A cold build downloads ~0.5 GB of modules and takes 8-15 minutes on
 # two cores (progress on stderr, the Go output in build.log there).
 #
-# Ports: WEFT_KUBE_PORT (56443), WEFT_ETCD_PORT (52379), WEFT_ETCD_PEER_PORT (52380).
+# Ports: WEFT_KUBE_PORT (16443), WEFT_ETCD_PORT (12379), WEFT_ETCD_PEER_PORT (12380).
 # Usage: kube.sh up|start|stop|restart|down|status|url [--keep] [--kill]
 # (--kill stops both with SIGKILL: a crash; etcd recovers its data on the next start).
 set -euo pipefail
@@ -36,9 +36,9 @@ STAGING_VERSION=v0.${KUBE_VERSION#v1.}
 BIN_DIR="$WEFT_CACHE_DIR/kube-$KUBE_VERSION"
 BINARIES=(kube-apiserver kubectl etcd)
 
-PORT=${WEFT_KUBE_PORT:-56443}
-ETCD_PORT=${WEFT_ETCD_PORT:-52379}
-ETCD_PEER_PORT=${WEFT_ETCD_PEER_PORT:-52380}
+PORT=${WEFT_KUBE_PORT:-16443}
+ETCD_PORT=${WEFT_ETCD_PORT:-12379}
+ETCD_PEER_PORT=${WEFT_ETCD_PEER_PORT:-12380}
 START_TIMEOUT=${WEFT_KUBE_START_TIMEOUT:-180}
 
 PKI="$SERVICE_DIR/pki"

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # NATS with JetStream (file storage) from Debian's `nats-server` package: clients on
-# 127.0.0.1:54222, monitoring on 127.0.0.1:58222, the store under $WEFT_SERVICES_DIR/nats/store.
+# 127.0.0.1:14222, monitoring on 127.0.0.1:18222, the store under $WEFT_SERVICES_DIR/nats/store.
 # Usage: nats.sh up|start|stop|restart|down|status|url [--keep] [--kill]
 # (--kill stops with SIGKILL: a crash; JetStream recovers its store on the next start).
 set -euo pipefail
 SERVICE=nats
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PORT=${WEFT_NATS_PORT:-54222}
-MONITOR_PORT=${WEFT_NATS_MONITOR_PORT:-58222}
+PORT=${WEFT_NATS_PORT:-14222}
+MONITOR_PORT=${WEFT_NATS_MONITOR_PORT:-18222}
 PIDFILE="$SERVICE_DIR/nats.pid"
 HEALTHZ="http://127.0.0.1:$MONITOR_PORT/healthz?js-enabled-only=true"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PostgreSQL from Debian's `postgresql` package, on 127.0.0.1:55432, database `weft`, user
+# PostgreSQL from Debian's `postgresql` package, on 127.0.0.1:15432, database `weft`, user
 # `postgres` with trust auth, data under $WEFT_SERVICES_DIR/postgres/data.
 # Usage: postgres.sh up|start|stop|restart|down|status|url [--keep] [--kill]
 # (--kill stops with `pg_ctl -m immediate`: a crash, recovered from the WAL on the next start).
@@ -8,7 +8,7 @@ set -euo pipefail
 SERVICE=postgres
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PORT=${WEFT_POSTGRES_PORT:-55432}
+PORT=${WEFT_POSTGRES_PORT:-15432}
 DATA="$SERVICE_DIR/data"
 SOCK="$SERVICE_DIR/sock"
 

@@ -234,16 +234,16 @@ mod tests {
     fn channel_urls_add_their_parameters() {
         let names = "e2e-0123456789ab";
         assert_eq!(
-            Backend::Kafka.channel_url("kafka://127.0.0.1:59092", names),
-            "kafka://127.0.0.1:59092?prefix=e2e-0123456789ab"
+            Backend::Kafka.channel_url("kafka://127.0.0.1:19092", names),
+            "kafka://127.0.0.1:19092?prefix=e2e-0123456789ab"
         );
         assert_eq!(
-            Backend::Nats.channel_url("nats://127.0.0.1:54222?timeout=5s", names),
-            "nats://127.0.0.1:54222?timeout=5s&prefix=e2e-0123456789ab&ack_wait=10s"
+            Backend::Nats.channel_url("nats://127.0.0.1:14222?timeout=5s", names),
+            "nats://127.0.0.1:14222?timeout=5s&prefix=e2e-0123456789ab&ack_wait=10s"
         );
         assert_eq!(
-            Backend::Postgres.channel_url("postgres://postgres@127.0.0.1:55432/weft", names),
-            "postgres://postgres@127.0.0.1:55432/weft?lease=PT10S"
+            Backend::Postgres.channel_url("postgres://postgres@127.0.0.1:15432/weft", names),
+            "postgres://postgres@127.0.0.1:15432/weft?lease=PT10S"
         );
     }
 

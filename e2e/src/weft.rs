@@ -85,8 +85,8 @@ pub struct TriggerStatus {
 pub(crate) enum Profile {
     /// `target/debug/weft` (tests).
     Debug,
-    /// `target/release/weft` (benchmarks).
-    Release,
+    /// `target/dist/weft`, the fully optimised build (benchmarks).
+    Dist,
 }
 
 /// Finds the `weft` binary: `$WEFT_BIN`, else `target/<profile>/weft` relative to this
@@ -106,7 +106,7 @@ pub(crate) fn find_binary(profile: Profile) -> PathBuf {
         .map(Path::to_path_buf);
     let (dir, build) = match profile {
         Profile::Debug => ("debug", "cargo build --bin weft"),
-        Profile::Release => ("release", "cargo build --release --bin weft"),
+        Profile::Dist => ("dist", "cargo build --profile dist --bin weft"),
     };
     let path = target.map(|t| t.join(dir).join("weft"));
     match path {
@@ -154,9 +154,10 @@ impl WeftBuilder {
         self
     }
 
-    /// Uses `target/release/weft` instead of the debug build (benchmarks).
-    pub fn release(mut self) -> Self {
-        self.profile = Profile::Release;
+    /// Uses `target/dist/weft`, the fully optimised build, instead of the debug build
+    /// (benchmarks).
+    pub fn dist(mut self) -> Self {
+        self.profile = Profile::Dist;
         self
     }
 

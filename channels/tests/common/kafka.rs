@@ -1,4 +1,4 @@
-//! The Kafka backend: the cluster `WEFT_KAFKA_URL` names (e.g. `kafka://127.0.0.1:59092`,
+//! The Kafka backend: the cluster `WEFT_KAFKA_URL` names (e.g. `kafka://127.0.0.1:19092`,
 //! started by `e2e/services/up kafka`), with a name prefix of its own per test so that
 //! tests run in parallel and `logs()` sees only its own brokers.
 
@@ -20,7 +20,7 @@ pub fn kafka_url() -> Option<String> {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => panic!(
             "WEFT_REQUIRE_BACKENDS=1 but WEFT_KAFKA_URL is not set: start Kafka with \
-             `e2e/services/up kafka` and export WEFT_KAFKA_URL=kafka://127.0.0.1:59092"
+             `e2e/services/up kafka` and export WEFT_KAFKA_URL=kafka://127.0.0.1:19092"
         ),
         _ => None,
     }

@@ -137,7 +137,7 @@ impl Backend for Sqlite {
 }
 
 /// The URL of the PostgreSQL server the tests use (`WEFT_POSTGRES_URL`, e.g.
-/// `postgres://postgres@127.0.0.1:55432/weft`). Unset, tests that need it skip, unless
+/// `postgres://postgres@127.0.0.1:15432/weft`). Unset, tests that need it skip, unless
 /// `WEFT_REQUIRE_BACKENDS=1` makes that a failure.
 #[cfg(feature = "postgres")]
 pub fn postgres_url() -> Option<String> {

@@ -1,5 +1,5 @@
 //! The NATS JetStream backend: the server `WEFT_NATS_URL` names (e.g.
-//! `nats://127.0.0.1:54222`, started by `e2e/services/up nats`), with a stream prefix of
+//! `nats://127.0.0.1:14222`, started by `e2e/services/up nats`), with a stream prefix of
 //! its own per test so that tests run in parallel and `logs()` sees only its own brokers.
 
 use std::sync::Arc;
