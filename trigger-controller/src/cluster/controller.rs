@@ -252,17 +252,22 @@ async fn reconcile_broker(
         context.client.clone(),
         &broker.namespace().unwrap_or_default(),
     );
+    // A deleted broker whose log holds events keeps its finalizer a while: returning from
+    // the finalizer's cleanup would remove it.
+    if broker.meta().deletion_timestamp.is_some() && has_finalizer(broker.as_ref()) {
+        let key = key_of(broker.as_ref());
+        let backlog = retain::backlog(context.channel.as_ref(), &key, None).await;
+        let what = format!("the log of broker {key}");
+        if let Some(wait) = retain::hold(broker.as_ref(), &what, backlog, context.options.retention)
+        {
+            return Ok(Action::requeue(wait));
+        }
+    }
     finalizer::finalizer(&api, FINALIZER, broker, |event| async {
         match event {
             Finalizer::Apply(broker) => apply_broker(&broker, &context).await,
             Finalizer::Cleanup(broker) => {
                 let key = key_of(broker.as_ref());
-                let backlog = retain::backlog(context.channel.as_ref(), &key, None).await;
-                let what = format!("the log of broker {key}");
-                let grace = context.options.retention;
-                if let Some(wait) = retain::hold(broker.as_ref(), &what, backlog, grace) {
-                    return Ok(Action::requeue(wait));
-                }
                 context.channel.delete_log(&key).await.map_err(|source| {
                     ControllerError::Storage {
                         what: format!("delete the log of broker {key}"),
@@ -395,6 +400,17 @@ async fn reconcile_trigger(
     }
     let api: Api<TriggerResource> = Api::namespaced(context.client.clone(), &key.namespace);
     let broker = broker.filter(|_| ours);
+    // A deleted trigger whose cursor holds events keeps its finalizer a while.
+    if trigger.meta().deletion_timestamp.is_some() && has_finalizer(trigger.as_ref()) {
+        let log = ObjectKey::new(key.namespace.clone(), trigger.spec.broker.clone());
+        let backlog = retain::backlog(context.channel.as_ref(), &log, Some(&key)).await;
+        let what = format!("the cursor of trigger {key}");
+        if let Some(wait) =
+            retain::hold(trigger.as_ref(), &what, backlog, context.options.retention)
+        {
+            return Ok(Action::requeue(wait));
+        }
+    }
     finalizer::finalizer(&api, FINALIZER, trigger, |event| async {
         match event {
             Finalizer::Apply(trigger) => match &broker {
@@ -404,12 +420,6 @@ async fn reconcile_trigger(
             Finalizer::Cleanup(trigger) => {
                 let key = key_of(trigger.as_ref());
                 let broker = ObjectKey::new(key.namespace.clone(), trigger.spec.broker.clone());
-                let backlog = retain::backlog(context.channel.as_ref(), &broker, Some(&key)).await;
-                let what = format!("the cursor of trigger {key}");
-                let grace = context.options.retention;
-                if let Some(wait) = retain::hold(trigger.as_ref(), &what, backlog, grace) {
-                    return Ok(Action::requeue(wait));
-                }
                 context
                     .channel
                     .delete_subscription(&broker, &key)
