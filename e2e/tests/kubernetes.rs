@@ -576,6 +576,26 @@ async fn a_trigger_deleted_while_events_wait_keeps_its_cursor_until_purged() {
         held["metadata"]["deletionTimestamp"].is_string(),
         "{held:#}"
     );
+    // `kubectl get` says why, as `weft get` does standalone.
+    let held = env
+        .cluster
+        .wait_for(
+            "trigger",
+            &env.namespace,
+            "waiting",
+            "Retained",
+            STATUS,
+            |o| {
+                condition(o.unwrap_or(&Value::Null), "Ready")
+                    .is_some_and(|(status, reason)| status == "False" && reason == "Retained")
+            },
+        )
+        .await
+        .expect("still held");
+    assert!(
+        held["metadata"]["deletionTimestamp"].is_string(),
+        "{held:#}"
+    );
     assert_eq!(
         env.rows("weft_cursors", "waiting").await,
         1,

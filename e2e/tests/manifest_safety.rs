@@ -42,6 +42,14 @@ async fn up_beside(weft: &Weft, manifests: &Path, data: &Path) -> std::process::
     .await
 }
 
+/// A trigger `all` whose sink at `down` is not up yet, retrying patiently.
+fn waiting_trigger(down: SocketAddr) -> String {
+    trigger("all")
+        .subscriber(format!("http://{down}/all"))
+        .delivery(patient())
+        .to_string()
+}
+
 /// Sends `n` events and checks each got a 202; returns their ids.
 async fn send(url: &str, n: usize) -> HashSet<String> {
     let producer = Producer::new();
@@ -115,10 +123,7 @@ async fn a_yaml_typo_in_the_broker_file_keeps_it_accepting_and_loses_nothing() {
 #[tokio::test]
 async fn a_yaml_typo_in_a_trigger_file_shows_it_not_ready_and_keeps_its_cursor() {
     let down = free_addr();
-    let trigger_yaml = trigger("all")
-        .subscriber(format!("http://{down}/all"))
-        .delivery(patient())
-        .to_string();
+    let trigger_yaml = waiting_trigger(down);
     let weft = Weft::builder()
         .manifest("broker.yaml", broker("default"))
         .manifest("trigger.yaml", &trigger_yaml)
@@ -146,12 +151,7 @@ async fn a_wrong_manifest_path_is_a_startup_error_that_keeps_the_data() {
     let down = free_addr();
     let mut weft = Weft::builder()
         .manifest("broker.yaml", broker("default"))
-        .manifest(
-            "trigger.yaml",
-            trigger("all")
-                .subscriber(format!("http://{down}/all"))
-                .delivery(patient()),
-        )
+        .manifest("trigger.yaml", waiting_trigger(down))
         .start()
         .await;
     let ids = send(&weft.url("default", "default"), 20).await;
@@ -200,10 +200,7 @@ async fn a_second_weft_up_on_the_same_data_dir_is_refused() {
 #[tokio::test]
 async fn a_trigger_deleted_while_events_wait_is_retained_until_it_returns_or_is_purged() {
     let down = free_addr();
-    let trigger_yaml = trigger("all")
-        .subscriber(format!("http://{down}/all"))
-        .delivery(patient())
-        .to_string();
+    let trigger_yaml = waiting_trigger(down);
     let weft = Weft::builder()
         .manifest("broker.yaml", broker("default"))
         .manifest("trigger.yaml", &trigger_yaml)
@@ -305,12 +302,7 @@ async fn running_out_of_file_descriptors_changes_no_desired_state() {
         .arg("--max-connections")
         .arg("1000")
         .manifest("broker.yaml", broker("default"))
-        .manifest(
-            "trigger.yaml",
-            trigger("all")
-                .subscriber(format!("http://{down}/all"))
-                .delivery(patient()),
-        )
+        .manifest("trigger.yaml", waiting_trigger(down))
         .start()
         .await;
     let url = weft.url("default", "default");

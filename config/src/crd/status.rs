@@ -87,6 +87,14 @@ impl Condition {
         Condition::new(type_, ConditionStatus::True)
     }
 
+    /// Whether `other` says the same (status, reason, message), whenever it was written.
+    pub fn same_as(&self, other: &Condition) -> bool {
+        self.type_ == other.type_
+            && self.status == other.status
+            && self.reason == other.reason
+            && self.message == other.message
+    }
+
     /// `type_` does not hold, for `reason` (a CamelCase word), explained by `message`.
     pub fn false_(
         type_: impl Into<String>,

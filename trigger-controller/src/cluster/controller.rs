@@ -257,10 +257,20 @@ async fn reconcile_broker(
     if broker.meta().deletion_timestamp.is_some() && has_finalizer(broker.as_ref()) {
         let key = key_of(broker.as_ref());
         let backlog = retain::backlog(context.channel.as_ref(), &key, None).await;
-        let what = format!("the log of broker {key}");
-        if let Some(wait) = retain::hold(broker.as_ref(), &what, backlog, context.options.retention)
-        {
-            return Ok(Action::requeue(wait));
+        if let Some(held) = retain::hold(
+            broker.as_ref(),
+            "its log",
+            backlog,
+            context.options.retention,
+        ) {
+            let mut status = broker.status.clone().unwrap_or_default();
+            if !find_condition(&status.conditions, READY).is_some_and(|c| c.same_as(&held.ready)) {
+                set_condition(&mut status.conditions, held.ready, Utc::now());
+                write_status(&api, &key, "Broker", &status)
+                    .await
+                    .map_err(finalizer::Error::CleanupFailed)?;
+            }
+            return Ok(Action::requeue(held.wait));
         }
     }
     finalizer::finalizer(&api, FINALIZER, broker, |event| async {
@@ -404,11 +414,20 @@ async fn reconcile_trigger(
     if trigger.meta().deletion_timestamp.is_some() && has_finalizer(trigger.as_ref()) {
         let log = ObjectKey::new(key.namespace.clone(), trigger.spec.broker.clone());
         let backlog = retain::backlog(context.channel.as_ref(), &log, Some(&key)).await;
-        let what = format!("the cursor of trigger {key}");
-        if let Some(wait) =
-            retain::hold(trigger.as_ref(), &what, backlog, context.options.retention)
-        {
-            return Ok(Action::requeue(wait));
+        if let Some(held) = retain::hold(
+            trigger.as_ref(),
+            "its cursor",
+            backlog,
+            context.options.retention,
+        ) {
+            let mut status = trigger.status.clone().unwrap_or_default();
+            if !find_condition(&status.conditions, READY).is_some_and(|c| c.same_as(&held.ready)) {
+                set_condition(&mut status.conditions, held.ready, Utc::now());
+                write_status(&api, &key, "Trigger", &status)
+                    .await
+                    .map_err(finalizer::Error::CleanupFailed)?;
+            }
+            return Ok(Action::requeue(held.wait));
         }
     }
     finalizer::finalizer(&api, FINALIZER, trigger, |event| async {

@@ -11,6 +11,9 @@ use chrono::{DateTime, Utc};
 use kube::Resource;
 use weft_channels::Channel;
 use weft_config::ObjectKey;
+use weft_config::crd::{Condition, READY};
+
+use crate::reconcile::retained::{RETAINED, retained_message};
 
 /// The annotation that deletes a deleted object's storage without waiting.
 pub const PURGE_ANNOTATION: &str = "weft.dev/purge";
@@ -55,6 +58,15 @@ pub async fn backlog(
     }
 }
 
+/// A deleted object whose storage is kept: when to look again, and the `Ready` condition
+/// it shows meanwhile (reason `Retained`, as `weft get` shows it standalone).
+pub struct Held {
+    /// When to look at its backlog again.
+    pub wait: Duration,
+    /// `Ready=False` with reason `Retained`.
+    pub ready: Condition,
+}
+
 /// How long the deleted `object` keeps its storage, given its backlog; `None` to delete it
 /// now. Logs why it waits, or why it deletes events.
 pub fn hold(
@@ -62,7 +74,7 @@ pub fn hold(
     what: &str,
     backlog: Option<u64>,
     grace: Duration,
-) -> Option<Duration> {
+) -> Option<Held> {
     let meta = object.meta();
     let purge = meta
         .annotations
@@ -75,11 +87,12 @@ pub fn hold(
         .and_then(|t| DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond() as u32))
         .unwrap_or_else(Utc::now);
     let wait = hold_for(deleted_at, Utc::now(), backlog, purge, grace);
+    let until = deleted_at + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
     match (wait, backlog) {
         (Some(_), _) => tracing::warn!(
             storage = what,
             backlog,
-            until = %(deleted_at + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX)),
+            %until,
             "deleted while events wait: its storage is retained (annotate {PURGE_ANNOTATION}=true to delete it now)"
         ),
         (None, Some(0)) => {}
@@ -96,7 +109,12 @@ pub fn hold(
             "the grace period of a deleted object ended: deleting its storage and the events it holds"
         ),
     }
-    wait
+    let purge = format!("annotate {PURGE_ANNOTATION}=true");
+    let message = retained_message(backlog.unwrap_or(0), what, until, &purge);
+    wait.map(|wait| Held {
+        wait,
+        ready: Condition::false_(READY, RETAINED, message),
+    })
 }
 
 #[cfg(test)]

@@ -256,7 +256,7 @@ impl Reconciler {
     }
 
     fn show_retained(&self, stored: &Stored, retention: &Retention) {
-        let condition = Condition::not_ready("Retained", retention.message(stored));
+        let condition = Condition::not_ready(retained::RETAINED, retention.message(stored));
         match stored {
             Stored::Log(broker) => self.status.set_broker(broker, condition),
             Stored::Cursor { trigger, broker } => self.status.set_trigger(

@@ -67,15 +67,28 @@ impl Retention {
             Stored::Log(broker) => ("its log", "broker", broker),
             Stored::Cursor { trigger, .. } => ("its cursor", "trigger", trigger),
         };
-        format!(
-            "deleted from the manifests while {} events waited; {what} is kept until {} \
-             (restore the manifest to resume, or `weft purge {kind} {key}` to delete it now)",
-            self.backlog,
-            self.until_wall
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        )
+        let purge = format!("restore the manifest to resume, or `weft purge {kind} {key}`");
+        retained_message(self.backlog, what, self.until_wall, &purge)
     }
 }
+
+/// The message of the `Retained` reason, the same on both control planes: `purge` says how
+/// to delete the storage sooner.
+pub fn retained_message(
+    backlog: u64,
+    what: &str,
+    until: chrono::DateTime<chrono::Utc>,
+    purge: &str,
+) -> String {
+    format!(
+        "deleted while {backlog} events waited; {what} is kept until {} ({purge} to delete \
+         it now)",
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+/// The reason a deleted object whose storage is kept is not ready.
+pub const RETAINED: &str = "Retained";
 
 /// Everything kept, by what it is.
 pub type RetainedStorage = BTreeMap<Stored, Retention>;
