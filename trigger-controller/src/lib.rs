@@ -6,7 +6,10 @@
 //! [`standalone`] for how `weft up` wires everything together.
 //!
 //! # Layout
-//! - [`state`]: where desired state comes from (a watched folder now; Kubernetes later).
+//! - [`state`]: where desired state comes from (a watched folder, or the Kubernetes API
+//!   through [`cluster::source`]).
+//! - [`readiness`]: an object's conditions from facts, one pure function per kind, shared
+//!   by both control planes.
 //! - [`reconcile`]: applies desired state to the data plane, object by object.
 //! - [`status`]: readiness and reasons per object, served at `/_weft/v1/…` on the admin
 //!   address (`--admin-addr`), apart from the ingress.
@@ -18,6 +21,7 @@
 pub mod client;
 pub mod cluster;
 mod error;
+pub mod readiness;
 pub mod reconcile;
 pub mod serve;
 pub mod standalone;

@@ -1,6 +1,7 @@
 //! Status of every broker and trigger: ready or not, and why, as `weft get` shows it.
 //!
-//! The reconciler writes conditions here; the admin API (`GET /_weft/v1/brokers`,
+//! The reconciler writes each object's [`Readiness`] here (decided by
+//! [`crate::readiness`], as the Kubernetes controller's are); the admin API (`GET /_weft/v1/brokers`,
 //! `GET /_weft/v1/triggers`) adds live figures from the data plane: backlog per trigger
 //! and outcome counts. The admin API is served on its own address (`--admin-addr`,
 //! loopback by default), never with the ingress, and shows URLs without their credentials.
@@ -13,41 +14,33 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get};
 use axum::{Json, Router};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use weft_broker::DataPlane;
-use weft_config::ObjectKey;
 use weft_config::redact::{redact, redact_urls_in};
+use weft_config::{ObjectKey, crd};
 
+use crate::readiness::{self, Readiness, Reason};
 use crate::reconcile::retained::{PurgeKind, PurgeRequest};
 
-/// Readiness of one object, with the reason when it is not ready.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An object's `Ready` condition, as `weft get` sums it up: ready or not, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Condition {
     /// Whether the object is ready.
     pub ready: bool,
-    /// A short CamelCase reason when not ready (`BrokerDoesNotExist`, `InvalidManifest`…).
+    /// A short CamelCase reason when not ready (`BrokerDoesNotExist`, `InvalidTrigger`…).
     pub reason: Option<&'static str>,
     /// A human sentence explaining the reason.
     pub message: Option<String>,
 }
 
-impl Condition {
-    /// Ready.
-    pub fn ready() -> Self {
+impl From<&readiness::Condition> for Condition {
+    fn from(c: &readiness::Condition) -> Self {
         Condition {
-            ready: true,
-            reason: None,
-            message: None,
-        }
-    }
-
-    /// Not ready, with a reason and message.
-    pub fn not_ready(reason: &'static str, message: impl Into<String>) -> Self {
-        Condition {
-            ready: false,
-            reason: Some(reason),
-            message: Some(message.into()),
+            ready: c.is_true(),
+            reason: c.reason.filter(|_| !c.is_true()).map(Reason::as_str),
+            message: c.message.clone().filter(|_| !c.is_true()),
         }
     }
 }
@@ -61,6 +54,8 @@ pub struct TriggerCondition {
     pub subscriber: Option<String>,
     /// Readiness.
     pub condition: Condition,
+    /// Every condition, with its transition time, as Kubernetes would show it.
+    pub conditions: Vec<crd::Condition>,
 }
 
 /// Conditions of all objects, shared between the reconciler and the admin API.
@@ -72,7 +67,7 @@ pub struct StatusBoard {
 #[derive(Debug, Default)]
 struct Board {
     base_url: String,
-    brokers: BTreeMap<ObjectKey, Condition>,
+    brokers: BTreeMap<ObjectKey, (Condition, Vec<crd::Condition>)>,
     triggers: BTreeMap<ObjectKey, TriggerCondition>,
 }
 
@@ -81,17 +76,39 @@ impl StatusBoard {
     pub fn set_base_url(&self, url: impl Into<String>) {
         self.write().base_url = url.into();
     }
-    /// Records a broker's condition.
-    pub fn set_broker(&self, key: &ObjectKey, condition: Condition) {
-        self.write().brokers.insert(key.clone(), condition);
+    /// Records a broker's readiness.
+    pub fn set_broker(&self, key: &ObjectKey, readiness: &Readiness) {
+        let mut board = self.write();
+        let (summary, conditions) = board.brokers.entry(key.clone()).or_default();
+        *summary = readiness.ready().into();
+        readiness.write_into(conditions, Utc::now());
     }
     /// Forgets a deleted broker.
     pub fn remove_broker(&self, key: &ObjectKey) {
         self.write().brokers.remove(key);
     }
-    /// Records a trigger's condition.
-    pub fn set_trigger(&self, key: &ObjectKey, condition: TriggerCondition) {
-        self.write().triggers.insert(key.clone(), condition);
+    /// Records a trigger's readiness, the broker it names and its subscriber.
+    pub fn set_trigger(
+        &self,
+        key: &ObjectKey,
+        broker: String,
+        subscriber: Option<String>,
+        readiness: &Readiness,
+    ) {
+        let mut board = self.write();
+        let entry = board
+            .triggers
+            .entry(key.clone())
+            .or_insert_with(|| TriggerCondition {
+                broker: String::new(),
+                subscriber: None,
+                condition: readiness.ready().into(),
+                conditions: Vec::new(),
+            });
+        entry.broker = broker;
+        entry.subscriber = subscriber;
+        entry.condition = readiness.ready().into();
+        readiness.write_into(&mut entry.conditions, Utc::now());
     }
     /// Keeps only the brokers and triggers the predicates accept.
     pub fn retain(
@@ -113,7 +130,7 @@ impl StatusBoard {
     }
     /// A broker's recorded condition.
     pub fn broker(&self, key: &ObjectKey) -> Option<Condition> {
-        self.read().brokers.get(key).cloned()
+        self.read().brokers.get(key).map(|(c, _)| c.clone())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Board> {
@@ -138,6 +155,9 @@ pub struct BrokerStatus {
     pub reason: Option<String>,
     /// The URL producers post to.
     pub address: String,
+    /// Every condition, as `kubectl get -o yaml` shows a Broker's.
+    #[serde(default)]
+    pub conditions: Vec<crd::Condition>,
 }
 
 /// A trigger as `weft get triggers` reports it.
@@ -168,6 +188,9 @@ pub struct TriggerStatus {
     /// Deliveries allowed in flight now: the trigger's maximum, narrowed while its sink
     /// keeps failing.
     pub in_flight_window: u64,
+    /// Every condition, as `kubectl get -o yaml` shows a Trigger's.
+    #[serde(default)]
+    pub conditions: Vec<crd::Condition>,
 }
 
 /// The reason as shown, any URL in it without credentials.
@@ -178,6 +201,17 @@ fn reason_text(c: &Condition) -> Option<String> {
         (None, m) => m.clone(),
     };
     text.map(|t| redact_urls_in(&t).into_owned())
+}
+
+/// Conditions as shown, any URL in their messages without credentials.
+fn redacted(conditions: &[crd::Condition]) -> Vec<crd::Condition> {
+    conditions
+        .iter()
+        .map(|c| crd::Condition {
+            message: c.message.as_deref().map(|m| redact_urls_in(m).into_owned()),
+            ..c.clone()
+        })
+        .collect()
 }
 
 /// The admin API: `GET /_weft/v1/brokers` and `GET /_weft/v1/triggers`; `DELETE
@@ -262,12 +296,13 @@ async fn brokers(State((board, _)): State<AdminState>) -> Json<Vec<BrokerStatus>
     Json(
         b.brokers
             .iter()
-            .map(|(key, c)| BrokerStatus {
+            .map(|(key, (c, conditions))| BrokerStatus {
                 namespace: key.namespace.clone(),
                 name: key.name.clone(),
                 ready: c.ready,
                 reason: reason_text(c),
                 address: format!("{}/{}/{}", b.base_url, key.namespace, key.name),
+                conditions: redacted(conditions),
             })
             .collect(),
     )
@@ -306,6 +341,7 @@ async fn triggers(State((board, dataplane)): State<AdminState>) -> Json<Vec<Trig
             parked: stats.parked,
             dropped: stats.dropped,
             in_flight_window: stats.in_flight_window,
+            conditions: redacted(&t.conditions),
         });
     }
     Json(out)

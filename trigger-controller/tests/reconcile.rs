@@ -92,7 +92,7 @@ async fn an_invalid_edit_keeps_the_last_valid_version_delivering() {
     let broken = trigger("orders", "not a url");
     f.reconciler.reconcile(&manifests(&[BROKER, &broken])).await;
     let status = f.board.trigger(&key("orders")).unwrap();
-    assert_eq!(status.condition.reason, Some("InvalidManifest"));
+    assert_eq!(status.condition.reason, Some("InvalidTrigger"));
     let message = status.condition.message.unwrap();
     assert!(message.contains("spec.subscriber.uri"), "{message}");
     assert!(
@@ -112,7 +112,7 @@ async fn an_invalid_new_trigger_waits_with_its_cursor_and_leaves_with_its_file()
     f.reconciler.reconcile(&manifests(&[BROKER])).await;
     let broken = trigger("orders", "not a url");
     f.reconciler.reconcile(&manifests(&[BROKER, &broken])).await;
-    assert_eq!(f.trigger_reason("orders"), Some("InvalidManifest"));
+    assert_eq!(f.trigger_reason("orders"), Some("InvalidTrigger"));
     assert!(!f.dataplane.is_running(&key("orders")));
 
     // Its file is deleted: it leaves `weft get` at once.
@@ -266,7 +266,7 @@ async fn an_unreadable_broker_manifest_keeps_it_accepting_and_its_triggers_deliv
     typo.carry_over(&good);
     f.reconciler.reconcile(&typo).await;
     let broker = f.board.broker(&key("default")).unwrap();
-    assert_eq!(broker.reason, Some("InvalidManifest"));
+    assert_eq!(broker.reason, Some("InvalidBroker"));
     assert!(broker.message.unwrap().contains("not valid YAML"));
     assert!(
         f.dataplane.is_running(&key("orders")),
@@ -286,7 +286,7 @@ async fn a_name_defined_twice_keeps_the_running_trigger() {
         .reconcile(&manifests(&[BROKER, &second, &first]))
         .await;
     let status = f.board.trigger(&key("orders")).unwrap();
-    assert_eq!(status.condition.reason, Some("InvalidManifest"));
+    assert_eq!(status.condition.reason, Some("InvalidTrigger"));
     assert!(
         status
             .condition

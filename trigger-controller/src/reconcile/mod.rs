@@ -29,7 +29,10 @@ use weft_config::manifest::{Manifests, Problem};
 use weft_config::{BrokerConfig, DeliveryConfig, ObjectKey, TriggerConfig};
 
 use self::retained::{PurgeKind, RetainedStorage, Retention, Stored};
-use crate::status::{Condition, StatusBoard, TriggerCondition};
+use crate::readiness::{
+    self, BrokerFacts, BrokerState, Fallback, Readiness, Reason, Resolution, Storage, TriggerFacts,
+};
+use crate::status::StatusBoard;
 
 /// How long storage that still holds events is kept after its object was deleted, unless
 /// configured otherwise.
@@ -256,17 +259,13 @@ impl Reconciler {
     }
 
     fn show_retained(&self, stored: &Stored, retention: &Retention) {
-        let condition = Condition::not_ready(retained::RETAINED, retention.message(stored));
+        let readiness = Readiness::only_ready(Reason::Retained, retention.message(stored));
         match stored {
-            Stored::Log(broker) => self.status.set_broker(broker, condition),
-            Stored::Cursor { trigger, broker } => self.status.set_trigger(
-                trigger,
-                TriggerCondition {
-                    broker: broker.name.clone(),
-                    subscriber: None,
-                    condition,
-                },
-            ),
+            Stored::Log(broker) => self.status.set_broker(broker, &readiness),
+            Stored::Cursor { trigger, broker } => {
+                self.status
+                    .set_trigger(trigger, broker.name.clone(), None, &readiness)
+            }
         }
     }
 
@@ -431,40 +430,52 @@ impl Reconciler {
             // Open the ingress for a valid broker, and for an invalid one that has a log
             // already: nothing it holds is lost while it is being fixed.
             let has_log = open || came_back || self.logs_at_start.contains(key);
-            if !open
-                && (config.is_ok() || has_log)
-                && let Err(e) = self.dataplane.apply_broker(key).await
-            {
-                tracing::warn!(broker = %key, error = %e, "broker not ready");
-                self.status
-                    .set_broker(key, Condition::not_ready(e.reason(), e.to_string()));
-                continue;
-            }
-            let condition = match config {
-                Ok(broker) => {
-                    if last_valid.as_ref() != Some(*broker) {
-                        tracing::info!(broker = %key, "broker ready");
-                    }
-                    self.brokers.insert(key.clone(), Some((*broker).clone()));
-                    Condition::ready()
-                }
-                Err(message) => {
-                    let message = match (&last_valid, has_log) {
-                        (Some(_), _) => format!("{message}; the last valid version keeps running"),
-                        (None, true) => format!(
-                            "{message}; its log is kept and still accepts events, which wait \
-                             until the broker is fixed"
-                        ),
-                        (None, false) => format!("{message}; it accepts no events until fixed"),
-                    };
-                    tracing::warn!(broker = %key, reason = %message, "broker not ready");
-                    if has_log {
-                        self.brokers.insert(key.clone(), last_valid);
-                    }
-                    Condition::not_ready("InvalidManifest", message)
-                }
+            let log = if open {
+                Ok(true)
+            } else if config.is_ok() || has_log {
+                self.dataplane
+                    .apply_broker(key)
+                    .await
+                    .map(|()| true)
+                    .map_err(|e| e.to_string())
+            } else {
+                Ok(false)
             };
-            self.status.set_broker(key, condition);
+            if log == Ok(true) {
+                match config {
+                    Ok(broker) => {
+                        if last_valid.as_ref() != Some(*broker) {
+                            tracing::info!(broker = %key, "broker ready");
+                        }
+                        self.brokers.insert(key.clone(), Some((*broker).clone()));
+                    }
+                    Err(_) => {
+                        self.brokers.insert(key.clone(), last_valid.clone());
+                    }
+                }
+            }
+            let facts = BrokerFacts {
+                spec: config.as_ref().map(|_| ()).map_err(|e| e.as_str()),
+                dead_letter_sink: match config {
+                    Ok(broker) => sink_of(broker.delivery.as_ref()),
+                    Err(_) => Resolution::NotLooked,
+                },
+                log: match &log {
+                    Ok(true) => Storage::Ready,
+                    Ok(false) => Storage::NotTried,
+                    Err(e) => Storage::Failed(e),
+                },
+                fallback: match (&last_valid, has_log) {
+                    (Some(_), _) => Fallback::LastValid,
+                    (None, true) => Fallback::LogKept,
+                    (None, false) => Fallback::Nothing,
+                },
+            };
+            let readiness = readiness::broker(&facts);
+            if let Some(reason) = readiness.ready().message.as_deref() {
+                tracing::warn!(broker = %key, reason, "broker not ready");
+            }
+            self.status.set_broker(key, &readiness);
         }
     }
 
@@ -474,54 +485,76 @@ impl Reconciler {
         triggers: &Desired<'_, TriggerConfig>,
     ) {
         for (key, config) in triggers {
-            let status = match config {
-                Ok(trigger) => TriggerCondition {
-                    broker: trigger.broker.clone(),
-                    subscriber: Some(trigger.subscriber.to_string()),
-                    condition: self.apply_trigger(brokers, trigger).await,
-                },
+            let (broker, subscriber, readiness) = match config {
+                Ok(trigger) => {
+                    let applied = self.apply_trigger(brokers, trigger).await;
+                    let delivery = trigger.delivery.as_ref().or(applied.delivery.as_ref());
+                    let facts = TriggerFacts {
+                        spec: Ok(()),
+                        broker: applied.broker.as_state(),
+                        subscriber: Resolution::Resolved,
+                        dead_letter_sink: sink_of(delivery),
+                        subscription: match &applied.subscription {
+                            Ok(true) => Storage::Ready,
+                            Ok(false) => Storage::NotTried,
+                            Err(e) => Storage::Failed(e),
+                        },
+                        fallback: Fallback::NotKnown,
+                    };
+                    (
+                        trigger.broker.clone(),
+                        Some(trigger.subscriber.to_string()),
+                        readiness::trigger(&facts),
+                    )
+                }
                 Err(message) => self.keep_invalid_trigger(key, message).await,
             };
-            if !status.condition.ready {
-                let reason = status.condition.message.as_deref().unwrap_or_default();
+            if let Some(reason) = readiness.ready().message.as_deref() {
                 tracing::warn!(trigger = %key, reason, "trigger not ready");
             }
-            self.status.set_trigger(key, status);
+            self.status.set_trigger(key, broker, subscriber, &readiness);
         }
     }
 
     /// An invalid trigger: the last valid version keeps delivering if one runs; otherwise
-    /// it waits, with its cursor.
-    async fn keep_invalid_trigger(&mut self, key: &ObjectKey, message: &str) -> TriggerCondition {
+    /// it waits, with its cursor. Answers its broker, subscriber and readiness.
+    async fn keep_invalid_trigger(
+        &mut self,
+        key: &ObjectKey,
+        message: &str,
+    ) -> (String, Option<String>, Readiness) {
+        let facts = |fallback| TriggerFacts {
+            spec: Err(message),
+            broker: BrokerState::Unknown,
+            subscriber: Resolution::NotLooked,
+            dead_letter_sink: Resolution::NotLooked,
+            subscription: Storage::NotTried,
+            fallback,
+        };
         if let Some((last, _)) = self.running.get(key)
             && self.dataplane.is_running(key)
         {
-            return TriggerCondition {
-                broker: last.broker.clone(),
-                subscriber: Some(last.subscriber.to_string()),
-                condition: Condition::not_ready(
-                    "InvalidManifest",
-                    format!("{message}; the last valid version keeps delivering"),
-                ),
-            };
+            return (
+                last.broker.clone(),
+                Some(last.subscriber.to_string()),
+                readiness::trigger(&facts(Fallback::LastValid)),
+            );
         }
         self.pause(key).await;
-        TriggerCondition {
-            broker: self
-                .cursors
-                .get(key)
-                .map(|b| b.name.clone())
-                .unwrap_or_default(),
-            subscriber: None,
-            condition: Condition::not_ready("InvalidManifest", message.to_owned()),
-        }
+        let broker = self
+            .cursors
+            .get(key)
+            .map(|b| b.name.clone())
+            .unwrap_or_default();
+        (broker, None, readiness::trigger(&facts(Fallback::Nothing)))
     }
 
+    /// Runs a valid trigger if its broker is ready. Answers what it found.
     async fn apply_trigger(
         &mut self,
         brokers: &Desired<'_, BrokerConfig>,
         trigger: &TriggerConfig,
-    ) -> Condition {
+    ) -> Applied {
         let key = &trigger.key;
         let broker_key = trigger.broker_key();
         self.retained.remove(&Stored::Cursor {
@@ -541,60 +574,59 @@ impl Reconciler {
             })
             .await;
         }
+        let not_ready = |broker: BrokerFound| Applied {
+            broker,
+            delivery: None,
+            subscription: Ok(false),
+        };
         let broker = match self.brokers.get(&broker_key) {
-            None if brokers.contains_key(&broker_key) => {
-                self.pause(key).await;
-                return Condition::not_ready(
-                    "BrokerNotReady",
-                    format!("broker {broker_key} is not ready"),
-                );
-            }
-            None => {
-                self.pause(key).await;
-                return Condition::not_ready(
-                    "BrokerDoesNotExist",
-                    format!("broker {broker_key} does not exist"),
-                );
-            }
-            Some(None) => {
-                self.pause(key).await;
-                return Condition::not_ready(
-                    "BrokerNotReady",
-                    format!("broker {broker_key} is not ready"),
-                );
-            }
             Some(Some(broker)) => broker,
+            None if !brokers.contains_key(&broker_key) => {
+                self.pause(key).await;
+                return not_ready(BrokerFound::Missing(trigger.broker.clone()));
+            }
+            _ => {
+                self.pause(key).await;
+                let why = self
+                    .status
+                    .broker(&broker_key)
+                    .and_then(|c| c.message)
+                    .unwrap_or_else(|| format!("broker {broker_key} is not ready"));
+                return not_ready(BrokerFound::NotReady(why));
+            }
         };
         let delivery = trigger
             .delivery
             .clone()
             .or_else(|| broker.delivery.clone())
             .unwrap_or_else(|| self.dataplane.default_delivery().clone());
+        let ran = |subscription| Applied {
+            broker: BrokerFound::Ready,
+            delivery: Some(delivery.clone()),
+            subscription,
+        };
         let unchanged = self
             .running
             .get(key)
             .is_some_and(|(t, d)| t == trigger && *d == delivery);
         if unchanged && self.dataplane.is_running(key) {
-            return Condition::ready();
+            return ran(Ok(true));
         }
         match self.dataplane.run_trigger(trigger, &delivery).await {
             Ok(()) => {
                 tracing::info!(trigger = %key, broker = %broker_key, subscriber = %weft_config::redact::redact(trigger.subscriber.as_str()), "trigger ready");
                 self.running
-                    .insert(key.clone(), (trigger.clone(), delivery));
+                    .insert(key.clone(), (trigger.clone(), delivery.clone()));
                 self.cursors.insert(key.clone(), broker_key);
-                Condition::ready()
+                ran(Ok(true))
             }
             Err(e) => {
                 // A failed restart of a running trigger keeps the last valid version.
                 if self.running.contains_key(key) && self.dataplane.is_running(key) {
-                    return Condition::not_ready(
-                        e.reason(),
-                        format!("{e}; the last valid version keeps delivering"),
-                    );
+                    return ran(Err(format!("{e}; the last valid version keeps delivering")));
                 }
                 self.pause(key).await;
-                Condition::not_ready(e.reason(), e.to_string())
+                ran(Err(e.to_string()))
             }
         }
     }
@@ -633,6 +665,39 @@ impl Reconciler {
             |broker| brokers.contains_key(broker) || retained_brokers.contains(broker),
             |trigger| triggers.contains_key(trigger) || retained_triggers.contains(trigger),
         );
+    }
+}
+
+/// What [`Reconciler::apply_trigger`] found: the broker, the delivery it runs with, and
+/// whether it runs (`Ok(false)`: not tried).
+struct Applied {
+    broker: BrokerFound,
+    delivery: Option<DeliveryConfig>,
+    subscription: Result<bool, String>,
+}
+
+/// A valid trigger's broker, as this process runs it.
+enum BrokerFound {
+    Ready,
+    NotReady(String),
+    Missing(String),
+}
+
+impl BrokerFound {
+    fn as_state(&self) -> BrokerState<'_> {
+        match self {
+            BrokerFound::Ready => BrokerState::Ready,
+            BrokerFound::NotReady(why) => BrokerState::NotReady(why),
+            BrokerFound::Missing(name) => BrokerState::Missing(name),
+        }
+    }
+}
+
+/// A validated delivery's dead-letter sink: standalone, refs were resolved by validation.
+fn sink_of(delivery: Option<&DeliveryConfig>) -> Resolution<'static> {
+    match delivery.and_then(|d| d.dead_letter_sink.as_ref()) {
+        Some(_) => Resolution::Resolved,
+        None => Resolution::NotConfigured,
     }
 }
 
