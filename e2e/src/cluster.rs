@@ -352,9 +352,16 @@ impl Role {
         };
         let stdout = role.stdout.clone();
         let started = tokio::time::timeout(Duration::from_secs(60), async {
+            // A controller says where its health and metrics are before it leads.
+            let mut health = None;
             while let Some(line) = lines.next_line().await.ok().flatten() {
                 if let Ok(mut seen) = stdout.lock() {
                     seen.push(line.clone());
+                }
+                if let Some(addr) =
+                    line.strip_prefix("weft controller serving /healthz and /metrics on http://")
+                {
+                    health = addr.trim().parse::<SocketAddr>().ok();
                 }
                 if let Some(addr) = line.strip_prefix("weft listening on http://") {
                     return Some(addr.trim().parse::<SocketAddr>().ok());
@@ -366,7 +373,7 @@ impl Role {
                             rest.split(|c: char| c == ';' || c.is_whitespace()).next()
                         })
                         .and_then(|addr| addr.parse::<SocketAddr>().ok());
-                    return Some(addr);
+                    return Some(addr.or(health));
                 }
             }
             None
@@ -397,7 +404,7 @@ impl Role {
         role
     }
 
-    /// Where an ingress or dispatcher listens.
+    /// Where an ingress or dispatcher listens; a controller's health and metrics.
     pub fn addr(&self) -> SocketAddr {
         self.addr
             .unwrap_or_else(|| panic!("weft {} does not listen", self.name))

@@ -132,6 +132,41 @@ impl Env {
             .to_string()
     }
 
+    /// `(type, reason)` of the Kubernetes Events recorded about the object `name`, waiting
+    /// up to the status timeout for at least two.
+    async fn events_about(&self, name: &str) -> Vec<(String, String)> {
+        let deadline = Instant::now() + STATUS;
+        loop {
+            let listed = self
+                .cluster
+                .kubectl(
+                    &[
+                        "get",
+                        "events.events.k8s.io",
+                        "-n",
+                        &self.namespace,
+                        "-o",
+                        "json",
+                    ],
+                    None,
+                )
+                .await;
+            assert!(listed.ok, "kubectl get events: {}", listed.stderr);
+            let list: Value = serde_json::from_str(&listed.stdout).expect("JSON");
+            let events: Vec<(String, String)> = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["regarding"]["name"] == name)
+                .map(|e| (text(e, "/type").to_owned(), text(e, "/reason").to_owned()))
+                .collect();
+            if events.len() >= 2 || Instant::now() > deadline {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn wait_ready(&self, kind: &str, name: &str) -> Value {
         self.cluster
             .wait_for(kind, &self.namespace, name, "Ready=True", STATUS, |o| {
@@ -397,6 +432,32 @@ async fn a_trigger_created_before_its_broker_waits_then_delivers() {
     let address = text(&broker, "/status/address/url");
     let id = env.send(address, "com.example.late").await;
     env.wait_delivered("/early", &id).await;
+
+    // Each change of Ready was recorded as a Kubernetes Event on the trigger.
+    let events = env.events_about("early").await;
+    assert!(
+        events.contains(&("Warning".into(), "BrokerDoesNotExist".into())),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&("Normal".into(), "Ready".into())),
+        "{events:?}"
+    );
+    // The controller counts its reconciles on /metrics.
+    let metrics = reqwest::get(format!("{}/metrics", env.controller.base_url()))
+        .await
+        .expect("the controller serves /metrics")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"weft_controller_reconciles_total{kind="Trigger",outcome="ok"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weft_controller_reconcile_duration_seconds"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -184,7 +184,7 @@ fn ingress_url(local: SocketAddr) -> Url {
     Url::parse(&text).expect("a socket address is a valid URL host")
 }
 
-fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ControllerError> {
+pub(crate) fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ControllerError> {
     listener.local_addr().map_err(|source| ControllerError::Io {
         what: "cannot read the listen address".into(),
         source,

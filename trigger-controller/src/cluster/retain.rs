@@ -7,13 +7,12 @@
 
 use std::time::Duration;
 
+use crate::readiness::{Readiness, Reason};
+use crate::reconcile::retained::retained_message;
 use chrono::{DateTime, Utc};
 use kube::Resource;
 use weft_channels::Channel;
 use weft_config::ObjectKey;
-use weft_config::crd::{Condition, READY};
-
-use crate::reconcile::retained::{RETAINED, retained_message};
 
 /// The annotation that deletes a deleted object's storage without waiting.
 pub const PURGE_ANNOTATION: &str = "weft.dev/purge";
@@ -64,7 +63,7 @@ pub struct Held {
     /// When to look at its backlog again.
     pub wait: Duration,
     /// `Ready=False` with reason `Retained`.
-    pub ready: Condition,
+    pub readiness: Readiness,
 }
 
 /// How long the deleted `object` keeps its storage, given its backlog; `None` to delete it
@@ -113,7 +112,7 @@ pub fn hold(
     let message = retained_message(backlog.unwrap_or(0), what, until, &purge);
     wait.map(|wait| Held {
         wait,
-        ready: Condition::false_(READY, RETAINED, message),
+        readiness: Readiness::only_ready(Reason::Retained, message),
     })
 }
 

@@ -87,9 +87,6 @@ pub fn retained_message(
     )
 }
 
-/// The reason a deleted object whose storage is kept is not ready.
-pub const RETAINED: &str = "Retained";
-
 /// Everything kept, by what it is.
 pub type RetainedStorage = BTreeMap<Stored, Retention>;
 
