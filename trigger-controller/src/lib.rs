@@ -6,7 +6,8 @@
 //! [`standalone`] for how `weft up` wires everything together.
 //!
 //! # Layout
-//! - [`state`]: where desired state comes from (a watched folder now; Kubernetes later).
+//! - [`state`]: where desired state comes from, behind one trait: a watched folder here;
+//!   the Kubernetes API's source is in [`cluster`].
 //! - [`reconcile`]: applies desired state to the data plane, object by object.
 //! - [`status`]: readiness and reasons per object, served at `/_weft/v1/…` on the admin
 //!   address (`--admin-addr`), apart from the ingress.
