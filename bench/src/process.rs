@@ -395,6 +395,50 @@ pub fn manifest(file: &str, yaml: impl Display) -> (String, String) {
 mod tests {
     use super::*;
 
+    fn sh(script: &str) -> Child {
+        Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run sh")
+    }
+
+    #[tokio::test]
+    async fn the_announcement_gives_the_address_and_what_came_before() {
+        let mut child = sh(&format!(
+            "echo '{ADMIN}127.0.0.1:7001'; echo '{LISTENING}127.0.0.1:7000'; echo more; sleep 5"
+        ));
+        let announced = await_announcement(&mut child, LISTENING, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(announced.addr, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(
+            announced.printed_addr(ADMIN),
+            Some("127.0.0.1:7001".parse().unwrap())
+        );
+        assert_eq!(announced.printed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_child_that_exits_or_stays_silent_is_an_error_that_says_which() {
+        let mut exits = sh("echo starting; exit 3");
+        let error = await_announcement(&mut exits, LISTENING, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(error.starts_with("exited ("), "{error}");
+        let mut silent = sh("sleep 5");
+        let error = await_announcement(&mut silent, LISTENING, Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(error.starts_with("did not print"), "{error}");
+        let mut garbled = sh(&format!("echo '{LISTENING}nowhere'"));
+        let error = await_announcement(&mut garbled, LISTENING, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(error.contains("unusable address"), "{error}");
+    }
+
     #[test]
     fn channels_are_named_by_their_scheme() {
         assert_eq!(ChannelSpec::parse("sqlite").url, None);
