@@ -1,4 +1,4 @@
-//! `weft bench …`: arguments only; the work is done by `weft_e2e::bench`.
+//! `weft bench …`: arguments only; the work is done by the `weft-bench` crate.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use http::StatusCode;
-use weft_e2e::bench::e2e::{self, E2eOptions, System, Topology};
-use weft_e2e::bench::load::{self, LoadOptions, Loop};
-use weft_e2e::bench::process::ChannelSpec;
-use weft_e2e::bench::receive::{Receiver, ReceiverOptions};
-use weft_e2e::bench::suite::{self, SuiteOptions};
-use weft_e2e::bench::{baseline, parse_duration};
+use weft_bench::baseline;
+use weft_bench::e2e::{self, E2eOptions, System, Topology};
+use weft_bench::load::{self, LoadOptions, Loop};
+use weft_bench::process::ChannelSpec;
+use weft_bench::receive::{Receiver, ReceiverOptions};
+use weft_bench::suite::{self, SuiteOptions};
 
 /// Measure Weft against its baselines.
 #[derive(Args)]
@@ -45,7 +45,7 @@ enum BenchCommand {
         #[arg(long, default_value_t = 202)]
         status: u16,
         /// Stop after this long (e.g. 30s).
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = crate::duration::parse)]
         duration: Option<Duration>,
         /// No progress line on stderr.
         #[arg(long)]
@@ -103,10 +103,10 @@ enum BenchCommand {
         #[arg(long = "channel", default_value = "sqlite")]
         channels: Vec<String>,
         /// Measured time per run.
-        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
         duration: Duration,
         /// Warm-up per run.
-        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        #[arg(long, default_value = "1s", value_parser = crate::duration::parse)]
         warmup: Duration,
         /// Connections of closed-loop runs.
         #[arg(long, default_value_t = 32)]
@@ -171,10 +171,10 @@ struct LoadArgs {
     #[arg(long)]
     connections: Option<usize>,
     /// Measured time.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
     duration: Duration,
     /// Warm-up before the measurement.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = crate::duration::parse)]
     warmup: Duration,
     /// Data bytes per event.
     #[arg(long, default_value_t = 256)]

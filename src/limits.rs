@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use clap::Args;
 use weft_broker::ingress::listen::ClientLimits;
-use weft_e2e::bench::parse_duration;
 
 /// `--max-connections`, the timeouts and `--max-headers`.
 #[derive(Args, Clone, Debug)]
@@ -15,13 +14,13 @@ pub struct LimitArgs {
     #[arg(long, env = "WEFT_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: Option<u64>,
     /// Time a client has to send a request's header (408 and close after it).
-    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "WEFT_HEADER_READ_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse, env = "WEFT_HEADER_READ_TIMEOUT")]
     header_read_timeout: Duration,
     /// Time a client has to send a request's body (408 after it; nothing is stored).
-    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "WEFT_BODY_READ_TIMEOUT")]
+    #[arg(long, default_value = "30s", value_parser = crate::duration::parse, env = "WEFT_BODY_READ_TIMEOUT")]
     body_read_timeout: Duration,
     /// Time a kept-alive connection may wait for its next request before it is closed.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "WEFT_IDLE_TIMEOUT")]
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse, env = "WEFT_IDLE_TIMEOUT")]
     idle_timeout: Duration,
     /// Header fields a request may carry (431 above; each extension of a binary-mode event
     /// is one).

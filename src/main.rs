@@ -3,6 +3,7 @@
 mod bench;
 mod cluster;
 mod delivery;
+mod duration;
 mod limits;
 mod logging;
 

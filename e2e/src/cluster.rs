@@ -430,7 +430,7 @@ impl Role {
         let Some(mut child) = self.child.take() else {
             return false;
         };
-        match crate::weft::sigterm(&mut child, Duration::from_secs(30)).await {
+        match weft_bench::process::sigterm(&mut child, Duration::from_secs(30)).await {
             Some(status) => status.success(),
             None => panic!(
                 "weft {} did not exit within 30 s of SIGTERM; log:\n{}",

@@ -14,7 +14,6 @@
 //!   restart, the admin API and the CLI.
 //! - [`sink`]: [`Sink`], an HTTP server on `127.0.0.1:0` that records every request and
 //!   answers from a script; async waiters for what it received.
-//! - [`manifest`]: builders for Broker and Trigger YAML ([`broker`], [`trigger`], [`Delivery`]).
 //! - [`producer`]: [`Producer`], which POSTs events in each content mode, and [`event`], a
 //!   builder for test events with unique ids.
 //! - [`backend`]: [`Backend`], the real PostgreSQL, NATS and Kafka servers that
@@ -22,23 +21,27 @@
 //!   and starting a server under a test.
 //! - [`cluster`]: [`Cluster`], the real Kubernetes API server `e2e/services/up kube` runs,
 //!   driven with `kubectl`; [`cluster::Role`], a `weft controller|ingress|dispatcher` process.
-//! - [`bench`]: `weft bench`: the load generator, receiver, baselines and the benchmark
-//!   suite that writes `BENCHMARKS.md`.
+//!
+//! Shared with `weft bench`, and re-exported here from the `weft-bench` crate (which this one
+//! builds on; the `weft` binary links that crate, never this one):
+//! - [`manifest`]: builders for Broker and Trigger YAML ([`broker`], [`trigger`], [`Delivery`]).
+//! - [`BrokerStatus`], [`TriggerStatus`]: what the admin API and `weft get -o json` report.
+//! - `weft_bench::process`: what `weft up` prints when it serves, and
+//!   [`sigterm`](weft_bench::process::sigterm).
 
 pub mod backend;
-pub mod bench;
 pub mod cluster;
-pub mod manifest;
 pub mod producer;
 pub mod sink;
 pub mod weft;
 
 pub use backend::Backend;
 pub use cluster::Cluster;
-pub use manifest::{Delivery, broker, documents, trigger};
 pub use producer::{Producer, Sent, event};
 pub use sink::{Received, Reply, Sink};
-pub use weft::{BrokerStatus, TriggerStatus, Weft};
+pub use weft::Weft;
+pub use weft_bench::admin::{BrokerStatus, TriggerStatus};
+pub use weft_bench::manifest::{self, Delivery, broker, documents, trigger};
 
 use std::time::Duration;
 

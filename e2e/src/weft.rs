@@ -21,64 +21,17 @@
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use serde::Deserialize;
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
-
-/// What the binary prints on stdout, followed by `HOST:PORT`, once it serves.
-const LISTENING: &str = "weft listening on http://";
-
-/// What the binary prints on stdout, followed by `HOST:PORT`, before [`LISTENING`]: where
-/// the admin API is served.
-pub(crate) const ADMIN: &str = "weft admin on http://";
+use weft_bench::admin::{BrokerStatus, TriggerStatus};
+use weft_bench::process::{ADMIN, LISTENING, await_announcement};
 
 /// How long a debug build may take to load manifests, open the channel and listen.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A broker as `GET /_weft/v1/brokers` (and `weft get brokers -o json`) reports it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct BrokerStatus {
-    /// Its namespace.
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-    /// Whether it accepts events.
-    pub ready: bool,
-    /// Why it is not ready.
-    pub reason: Option<String>,
-    /// The ingress URL, `http://…/<namespace>/<name>`.
-    pub address: String,
-}
-
-/// A trigger as `GET /_weft/v1/triggers` (and `weft get triggers -o json`) reports it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct TriggerStatus {
-    /// Its namespace.
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-    /// The broker it subscribes to.
-    pub broker: String,
-    /// Whether it routes events.
-    pub ready: bool,
-    /// Why it is not ready.
-    pub reason: Option<String>,
-    /// The subscriber URL.
-    pub subscriber: Option<String>,
-    /// Events stored but not yet finished for this trigger.
-    pub backlog: u64,
-    /// Events its subscriber accepted.
-    pub delivered: u64,
-    /// Events sent to its dead-letter sink.
-    pub dead_lettered: u64,
-    /// Deliveries allowed in flight now (narrowed while the sink keeps failing).
-    pub in_flight_window: u64,
-}
 
 /// Which build of the binary to look for next to the running executable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,49 +352,19 @@ impl Weft {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut admin = None;
-        let waited = tokio::time::timeout(START_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(rest) = line.strip_prefix(ADMIN) {
-                    admin = Some(rest.trim().to_owned());
-                }
-                if let Some(rest) = line.strip_prefix(LISTENING) {
-                    return Ok(Some(rest.trim().to_owned()));
-                }
-            }
-            Ok::<_, std::io::Error>(None)
-        })
-        .await;
-        let listening = match waited {
-            Ok(Ok(Some(addr))) => addr,
-            Ok(Ok(None)) | Ok(Err(_)) => {
-                let status = child.wait().await;
-                panic!(
-                    "weft up exited ({status:?}) before printing `{LISTENING}…`; log:\n{}",
-                    self.log()
-                );
-            }
-            Err(_) => panic!(
-                "weft up did not print `{LISTENING}…` within {START_TIMEOUT:?}; log:\n{}",
-                self.log()
-            ),
-        };
-        // Keep reading stdout so that the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let addr: SocketAddr = listening
-            .parse()
-            .unwrap_or_else(|e| panic!("weft printed an unusable address {listening:?}: {e}"));
+        let announced = await_announcement(&mut child, LISTENING, START_TIMEOUT)
+            .await
+            .unwrap_or_else(|reason| panic!("weft up {reason}; log:\n{}", self.log()));
+        let addr = announced.addr;
         if let Some(previous) = self.addr {
             assert_eq!(addr, previous, "a restart listens where it was told to");
         }
-        let admin = admin.unwrap_or_else(|| {
-            panic!("weft up printed `{LISTENING}…` but no `{ADMIN}…` before it")
+        let admin = announced.printed_addr(ADMIN).unwrap_or_else(|| {
+            panic!(
+                "weft up printed `{LISTENING}…` but no usable `{ADMIN}HOST:PORT` before it: {:?}",
+                announced.printed
+            )
         });
-        let admin: SocketAddr = admin
-            .parse()
-            .unwrap_or_else(|e| panic!("weft printed an unusable admin address {admin:?}: {e}"));
         self.addr = Some(addr);
         self.admin_addr = Some(admin);
         self.child = Some(child);
@@ -555,15 +478,4 @@ impl Weft {
             .expect("the weft CLI finishes within 30 s")
             .expect("run the weft CLI")
     }
-}
-
-/// Sends SIGTERM to `child`, as Kubernetes or an operator stops a process, and waits up
-/// to `within` for it to exit. `None` if it could not be signalled or is still running.
-pub async fn sigterm(child: &mut Child, within: Duration) -> Option<ExitStatus> {
-    let pid = child.id()?.to_string();
-    let sent = Command::new("kill").args(["-TERM", &pid]).status().await;
-    if !sent.is_ok_and(|status| status.success()) {
-        return None;
-    }
-    tokio::time::timeout(within, child.wait()).await.ok()?.ok()
 }

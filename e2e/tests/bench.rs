@@ -1,13 +1,14 @@
-//! Smoke tests of `weft bench`'s library: short load runs against the built-in baselines
-//! and the receiver, checking that the reports count what was really sent and received.
-//! They need no `weft` binary and take about a second each.
+//! Smoke tests of `weft bench` (the `weft-bench` crate): short load runs against the
+//! built-in baselines and the receiver, checking that the reports count what was really
+//! sent and received (no `weft` binary needed, about a second each), and one short
+//! `weft bench e2e` run of the binary.
 
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use weft_e2e::bench::baseline;
-use weft_e2e::bench::load::{self, LoadOptions, Loop, scheduled_events};
-use weft_e2e::bench::receive::{Receiver, ReceiverOptions};
+use weft_bench::baseline;
+use weft_bench::load::{self, LoadOptions, Loop, scheduled_events};
+use weft_bench::receive::{Receiver, ReceiverOptions};
 
 /// Starts a baseline in this process; it stops when the returned sender is dropped.
 async fn bare_handler() -> (String, oneshot::Sender<()>) {
@@ -115,26 +116,9 @@ async fn the_receiver_sees_every_event_once_with_its_latency() {
     assert_eq!(receiver.seen("/t0", &outcome.run), outcome.accepted);
 }
 
-/// The `weft` binary: `$WEFT_BIN`, else `target/<profile>/weft` next to this test's
-/// `target/<profile>/deps/` (built by `cargo build --bin weft`, as `.ci/test` does).
-fn weft_bin() -> std::path::PathBuf {
-    if let Some(bin) = std::env::var_os("WEFT_BIN") {
-        return bin.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe
-        .ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "deps"))
-        .and_then(|deps| deps.parent())
-        .expect("the test runs from target/<profile>/deps");
-    let bin = profile_dir.join("weft");
-    assert!(bin.is_file(), "run `cargo build --bin weft` first");
-    bin
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weft_bench_e2e_delivers_every_accepted_event_and_reports_it_as_json() {
-    let output = tokio::process::Command::new(weft_bin())
+    let output = tokio::process::Command::new(weft_e2e::weft::binary())
         .args([
             "bench",
             "e2e",

@@ -1,8 +1,9 @@
 //! Desired state: the brokers and triggers that should exist, from wherever they are kept.
 //!
 //! A source yields a complete snapshot each time something changes; the reconciler works
-//! out the difference. The folder source serves `weft up`; a Kubernetes source (watching
-//! Broker and Trigger resources) plugs in behind the same trait.
+//! out the difference. The folder source serves `weft up`; the Kubernetes source
+//! (`cluster::source`, watching Broker and Trigger resources) serves `weft ingress` and
+//! `weft dispatcher` behind the same trait.
 
 mod folder;
 

@@ -2,10 +2,10 @@
 //! the rules of Knative's admission webhook plus Weft's annotations, and reports every invalid
 //! field rather than only the first.
 //!
-//! No I/O happens here, so the same checks serve the folder loader and, later, a Kubernetes
-//! admission webhook. What a `ref` means comes in as a value: [`LocalRefs`] standalone
-//! (`validate_with`), nothing on a cluster, whose controller resolves refs beforehand
-//! (`validate`).
+//! No I/O happens here, so the same checks serve the folder loader and the objects read from
+//! a Kubernetes cluster ([`crate::crd::convert`]). What a `ref` means comes in as a value:
+//! [`LocalRefs`] standalone (`validate_with`), nothing on a cluster, whose controller
+//! resolves refs beforehand (`validate`).
 
 mod delivery;
 mod filter;

@@ -2,7 +2,7 @@
 //! write (`eventing.knative.dev/v1`).
 //!
 //! ```
-//! use weft_e2e::{Delivery, broker, trigger};
+//! use weft_bench::{Delivery, broker, trigger};
 //! let yaml = format!(
 //!     "{}---\n{}",
 //!     broker("default").delivery(Delivery::new().retry(2).linear("PT0.2S")),

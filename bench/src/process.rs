@@ -1,11 +1,14 @@
 //! The systems under test as child processes: `weft up` on a channel, and the baselines
 //! (`weft bench baseline-…`) started from the same binary, so each one's CPU time and
 //! memory can be read from `/proc/<pid>` on its own, apart from the load generator's.
+//!
+//! What a child prints once it serves ([`LISTENING`], [`ADMIN`], [`await_announcement`]) and
+//! stopping it as an operator does ([`sigterm`]) are shared with the e2e tests' `Weft`.
 
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -13,12 +16,16 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use super::BenchError;
-use super::report::{cpu_time, rss_bytes};
-use crate::TriggerStatus;
+use crate::BenchError;
+use crate::admin::TriggerStatus;
+use crate::report::{cpu_time, rss_bytes};
 
 /// What `weft up` prints on stdout, followed by `HOST:PORT`, once it serves.
-const WEFT_LISTENING: &str = "weft listening on http://";
+pub const LISTENING: &str = "weft listening on http://";
+
+/// What `weft up` prints on stdout, followed by `HOST:PORT`, before [`LISTENING`]: where
+/// the admin API is served.
+pub const ADMIN: &str = "weft admin on http://";
 
 /// How a channel named on the command line is passed to `weft up`, and what reports call
 /// it: `sqlite` (the default, a file in the data dir), `memory` (`memory://`), or any
@@ -58,9 +65,8 @@ impl ChannelSpec {
 pub struct Server {
     child: Child,
     pid: u32,
-    addr: SocketAddr,
-    /// What it printed on stdout before the line that gave its address.
-    printed: Vec<String>,
+    /// Where it serves, and what it printed before.
+    announced: Announced,
     /// Where its stderr goes, to show when it fails.
     log: PathBuf,
 }
@@ -95,57 +101,23 @@ impl Server {
             .spawn()
             .map_err(|e| fail(format!("run {}: {e}", bin.display())))?;
         let pid = child.id().ok_or_else(|| fail("it exited at once".into()))?;
-        // stdout is piped just above.
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut printed = Vec::new();
-        let waited = tokio::time::timeout(timeout, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(rest) = line.split_once(marker).map(|(_, r)| r) {
-                    return Ok(Some(rest.trim().to_owned()));
-                }
-                printed.push(line);
-            }
-            Ok::<_, std::io::Error>(None)
-        })
-        .await;
-        let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-        let listening = match waited {
-            Ok(Ok(Some(addr))) => addr,
-            Ok(_) => {
-                let status = child.wait().await;
-                return Err(fail(format!(
-                    "it exited ({status:?}); log:\n{}",
-                    log_text()
-                )));
-            }
-            Err(_) => {
-                return Err(fail(format!(
-                    "it did not print `{marker}…` within {timeout:?}; log:\n{}",
-                    log_text()
-                )));
-            }
-        };
-        // Keep reading stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let addr = listening
-            .parse()
-            .map_err(|e| fail(format!("it printed an unusable address {listening:?}: {e}")))?;
+        let announced = await_announcement(&mut child, marker, timeout)
+            .await
+            .map_err(|reason| {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                fail(format!("{reason}; log:\n{log}"))
+            })?;
         Ok(Server {
             child,
             pid,
-            addr,
-            printed,
+            announced,
             log,
         })
     }
 
     /// The address it printed after `marker` before it served (e.g. the admin address).
     pub fn printed_addr(&self, marker: &str) -> Option<SocketAddr> {
-        self.printed
-            .iter()
-            .find_map(|line| line.split_once(marker))
-            .and_then(|(_, addr)| addr.trim().parse().ok())
+        self.announced.printed_addr(marker)
     }
 
     /// Its process id.
@@ -155,7 +127,7 @@ impl Server {
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.announced.addr
     }
 
     /// CPU time (user + system) it used so far.
@@ -177,13 +149,82 @@ impl Server {
     /// leases up, so the next run on the same channel starts clean), and SIGKILL after
     /// 10 s; waits for it to be gone.
     pub async fn stop(mut self) {
-        if crate::weft::sigterm(&mut self.child, Duration::from_secs(10))
+        if sigterm(&mut self.child, Duration::from_secs(10))
             .await
             .is_none()
         {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// What a child printed on stdout up to the line that says where it serves.
+#[derive(Clone, Debug)]
+pub struct Announced {
+    /// The address on that line, after the marker.
+    pub addr: SocketAddr,
+    /// The lines before it (e.g. `weft admin on http://…`).
+    pub printed: Vec<String>,
+}
+
+impl Announced {
+    /// The address printed after `marker` at the start of a line before the announcement.
+    pub fn printed_addr(&self, marker: &str) -> Option<SocketAddr> {
+        self.printed
+            .iter()
+            .find_map(|line| line.strip_prefix(marker))
+            .and_then(|addr| addr.trim().parse().ok())
+    }
+}
+
+/// Reads `child`'s piped stdout until a line `<marker>HOST:PORT`, for at most `timeout`,
+/// then keeps reading it in a task so the child never blocks on a full pipe. The error says
+/// what happened instead (the caller adds the child's log).
+pub async fn await_announcement(
+    child: &mut Child,
+    marker: &str,
+    timeout: Duration,
+) -> Result<Announced, String> {
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| "its stdout is not piped".to_owned())?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    let waited = tokio::time::timeout(timeout, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix(marker) {
+                return Ok(Some(rest.trim().to_owned()));
+            }
+            printed.push(line);
+        }
+        Ok::<_, std::io::Error>(None)
+    })
+    .await;
+    let listening = match waited {
+        Ok(Ok(Some(addr))) => addr,
+        Ok(_) => {
+            let status = child.wait().await;
+            return Err(format!("exited ({status:?}) before printing `{marker}…`"));
+        }
+        Err(_) => return Err(format!("did not print `{marker}…` within {timeout:?}")),
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let addr = listening
+        .parse()
+        .map_err(|e| format!("printed an unusable address {listening:?}: {e}"))?;
+    Ok(Announced { addr, printed })
+}
+
+/// Sends SIGTERM to `child`, as Kubernetes or an operator stops a process, and waits up
+/// to `within` for it to exit. `None` if it could not be signalled or is still running.
+pub async fn sigterm(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let pid = child.id()?.to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().await;
+    if !sent.is_ok_and(|status| status.success()) {
+        return None;
+    }
+    tokio::time::timeout(within, child.wait()).await.ok()?.ok()
 }
 
 /// A baseline started from `bin` (normally the running `weft`): `weft bench <args…>`.
@@ -199,7 +240,7 @@ pub async fn start_baseline(bin: &Path, args: &[&str], dir: &Path) -> Result<Ser
         args.first().copied().unwrap_or("baseline"),
         bin,
         &all,
-        super::baseline::LISTENING,
+        crate::baseline::LISTENING,
         log,
         Duration::from_secs(10),
     )
@@ -259,7 +300,7 @@ impl WeftUp {
             "weft up",
             bin,
             &args,
-            WEFT_LISTENING,
+            LISTENING,
             dir.path().join("weft.log"),
             Duration::from_secs(30),
         )
@@ -318,7 +359,7 @@ impl WeftUp {
 
     /// `GET /_weft/v1/triggers` on the admin address.
     pub async fn triggers(&self) -> Result<Vec<TriggerStatus>, BenchError> {
-        let admin = self.server.printed_addr(crate::weft::ADMIN).map_or_else(
+        let admin = self.server.printed_addr(ADMIN).map_or_else(
             || "(no admin address printed)".to_owned(),
             |a| a.to_string(),
         );
@@ -353,6 +394,50 @@ pub fn manifest(file: &str, yaml: impl Display) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sh(script: &str) -> Child {
+        Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run sh")
+    }
+
+    #[tokio::test]
+    async fn the_announcement_gives_the_address_and_what_came_before() {
+        let mut child = sh(&format!(
+            "echo '{ADMIN}127.0.0.1:7001'; echo '{LISTENING}127.0.0.1:7000'; echo more; sleep 5"
+        ));
+        let announced = await_announcement(&mut child, LISTENING, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(announced.addr, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(
+            announced.printed_addr(ADMIN),
+            Some("127.0.0.1:7001".parse().unwrap())
+        );
+        assert_eq!(announced.printed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_child_that_exits_or_stays_silent_is_an_error_that_says_which() {
+        let mut exits = sh("echo starting; exit 3");
+        let error = await_announcement(&mut exits, LISTENING, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(error.starts_with("exited ("), "{error}");
+        let mut silent = sh("sleep 5");
+        let error = await_announcement(&mut silent, LISTENING, Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(error.starts_with("did not print"), "{error}");
+        let mut garbled = sh(&format!("echo '{LISTENING}nowhere'"));
+        let error = await_announcement(&mut garbled, LISTENING, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(error.contains("unusable address"), "{error}");
+    }
 
     #[test]
     fn channels_are_named_by_their_scheme() {

@@ -1058,8 +1058,8 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::receive::ReceiveReport;
-    use crate::bench::report::{Latency, StatusCounts};
+    use crate::receive::ReceiveReport;
+    use crate::report::{Latency, StatusCounts};
 
     fn ingest(accepted_per_s: f64, p99_ms: f64) -> IngestReport {
         IngestReport {

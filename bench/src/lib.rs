@@ -1,5 +1,10 @@
-//! `weft bench`: the load generator, receiver and baselines that measure Weft, and the suite
-//! that writes `BENCHMARKS.md`. The `weft` binary only parses arguments and calls in here.
+//! weft-bench: `weft bench`, the load generator, receiver and baselines that measure Weft,
+//! and the suite that writes `BENCHMARKS.md`; with them, the tools that drive the `weft`
+//! binary from outside, which the end-to-end tests (`weft-e2e`) build on too.
+//!
+//! It is not the data plane and does not link it: it depends only on `weft-config`'s
+//! CloudEvent type and HTTP binding, and treats `weft up` as a black box reached over HTTP
+//! and its stdout. The `weft` binary only parses `weft bench` arguments and calls in here.
 //!
 //! Every figure is meant to be read as a ratio to a baseline measured in the same run on
 //! the same machine: a bare HTTP handler for ingest, a stateless forwarder for end-to-end
@@ -15,20 +20,33 @@
 //! - [`receive`]: [`receive::Receiver`], a sink that counts events and duplicates per path
 //!   and measures end-to-end latency from the sender's `benchts` extension.
 //! - [`baseline`]: the bare 202 handler and the stateless forwarder.
-//! - [`process`]: `weft up` and the baselines as child processes, with CPU and memory.
+//! - [`process`]: `weft up` and the baselines as child processes, with CPU and memory; what
+//!   `weft up` prints when it serves, and stopping a process with SIGTERM (shared with the
+//!   e2e tests).
+//! - [`admin`]: a broker's and a trigger's status as the admin API (`/_weft/v1/…`) and
+//!   `weft get -o json` report them.
+//! - [`manifest`]: builders for Broker and Trigger YAML as a user writes it
+//!   ([`broker`], [`trigger`], [`Delivery`]).
 //! - [`e2e`]: one end-to-end run and its report: lost, duplicates, throughput, latency.
 //! - [`suite`]: the standard scenarios, per channel, and the markdown they produce.
 //! - [`chart`]: SVG charts of throughput and latency against offered load.
 //! - [`report`]: histograms and their summaries, id bitmaps, machine facts, progress line.
+//!
+//! The scripts next to this crate (`bench/*.sh`) run the suite, idle-memory and profiling
+//! measurements around the binary; their results are in `BENCHMARKS.md`.
 
+pub mod admin;
 pub mod baseline;
 pub mod chart;
 pub mod e2e;
 pub mod load;
+pub mod manifest;
 pub mod process;
 pub mod receive;
 pub mod report;
 pub mod suite;
+
+pub use manifest::{Delivery, broker, documents, trigger};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -105,38 +123,4 @@ pub enum BenchError {
         /// The I/O error.
         source: std::io::Error,
     },
-}
-
-/// Reads a duration such as `10s`, `500ms`, `2m` or `1.5` (seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 10s, 500ms or 2m"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_take_a_unit() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("3h").is_err());
-    }
 }
