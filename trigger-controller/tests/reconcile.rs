@@ -100,6 +100,14 @@ async fn an_invalid_edit_keeps_the_last_valid_version_delivering() {
         "{message}"
     );
     assert_eq!(status.subscriber.as_deref(), Some("http://127.0.0.1:9/"));
+    // Every condition, as Kubernetes would show the same manifest's.
+    let subscription = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "SubscriptionReady")
+        .expect("a SubscriptionReady condition");
+    assert_eq!(subscription.reason.as_deref(), Some("InvalidTrigger"));
+    assert!(subscription.last_transition_time.is_some());
     assert!(
         f.dataplane.is_running(&key("orders")),
         "the valid version still runs"
