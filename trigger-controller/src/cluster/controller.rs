@@ -33,7 +33,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
-use weft_broker::filter::Filter;
 use weft_channels::Channel;
 use weft_config::ObjectKey;
 use weft_config::crd::{
@@ -573,32 +572,29 @@ async fn apply_trigger(
             "waiting for the subscriber's URL",
         )
     } else {
-        // The checks `weft up` makes: the manifest's rules, then the filters compiled.
+        // The checks `weft up` makes: the manifest's rules, the filters compiled with them.
         match crd::load_trigger_resource(&resolved).config {
-            Ok(config) => match Filter::compile(&config) {
-                // A cursor at the end of the log before the trigger says ready: what is
-                // sent from then on waits for the dispatchers, however late they start.
-                Ok(_) if broker_ready_now(&status) => {
-                    let broker = ObjectKey::new(key.namespace.clone(), trigger.spec.broker.clone());
-                    match context.channel.ensure_subscription(&broker, &key).await {
-                        Ok(()) => Condition::true_("SubscriptionReady"),
-                        Err(e) => {
-                            waiting = true;
-                            Condition::false_(
-                                "SubscriptionReady",
-                                "ChannelUnavailable",
-                                format!("cannot create the trigger's cursor: {e}"),
-                            )
-                        }
+            // A cursor at the end of the log before the trigger says ready: what is
+            // sent from then on waits for the dispatchers, however late they start.
+            Ok(_) if broker_ready_now(&status) => {
+                let broker = ObjectKey::new(key.namespace.clone(), trigger.spec.broker.clone());
+                match context.channel.ensure_subscription(&broker, &key).await {
+                    Ok(()) => Condition::true_("SubscriptionReady"),
+                    Err(e) => {
+                        waiting = true;
+                        Condition::false_(
+                            "SubscriptionReady",
+                            "ChannelUnavailable",
+                            format!("cannot create the trigger's cursor: {e}"),
+                        )
                     }
                 }
-                Ok(_) => Condition::unknown(
-                    "SubscriptionReady",
-                    "BrokerNotReady",
-                    "waiting for the broker's log",
-                ),
-                Err(e) => Condition::false_("SubscriptionReady", "InvalidTrigger", e.to_string()),
-            },
+            }
+            Ok(_) => Condition::unknown(
+                "SubscriptionReady",
+                "BrokerNotReady",
+                "waiting for the broker's log",
+            ),
             Err(problems) => {
                 Condition::false_("SubscriptionReady", "InvalidTrigger", describe(&problems))
             }

@@ -34,7 +34,7 @@ mod parser;
 use std::borrow::Cow;
 use std::fmt;
 
-use weft_config::event::Event;
+use crate::event::Event;
 
 pub use parser::MAX_DEPTH;
 
@@ -154,7 +154,7 @@ pub enum CompileErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_config::AttributeValue;
+    use crate::event::AttributeValue;
 
     #[test]
     fn matches_only_a_true_boolean_without_error() {
