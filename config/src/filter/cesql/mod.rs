@@ -1,6 +1,6 @@
 //! CloudEvents SQL (CESQL) v1: the `cesql` filter dialect.
 //!
-//! An [`Expression`] is compiled once, when its trigger is applied, into a small tree;
+//! An [`Expression`] is compiled once, when its trigger is validated, into a small tree;
 //! [`Expression::matches`] then walks it for each event, borrowing attribute values from
 //! the event and never re-parsing. A filter passes only when the expression evaluates to
 //! Boolean `true` without any error; a missing attribute, a failed cast, a division by
