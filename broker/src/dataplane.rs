@@ -12,7 +12,6 @@ use weft_config::{DeliveryConfig, ObjectKey, TriggerConfig};
 use crate::delivery;
 use crate::dispatcher::{BrokerReplies, Dispatcher, TriggerStats, TriggerStatsSnapshot, Window};
 use crate::error::BrokerError;
-use crate::filter::Filter;
 use crate::ingress::listen::ClientLimits;
 use crate::ingress::{self, Ingress};
 
@@ -151,10 +150,6 @@ impl DataPlane {
     ) -> Result<(), BrokerError> {
         let key = trigger.key.clone();
         let broker = trigger.broker_key();
-        let filter = Filter::compile(trigger).map_err(|source| BrokerError::Filter {
-            trigger: key.clone(),
-            source,
-        })?;
         if !self.ingress.has_broker(&broker) {
             return Err(BrokerError::BrokerDoesNotExist { broker });
         }
@@ -191,7 +186,7 @@ impl DataPlane {
         let dispatcher = Arc::new(Dispatcher {
             trigger: key.clone(),
             broker: broker.clone(),
-            filter,
+            filter: trigger.filter.clone(),
             subscriber: trigger.subscriber.clone(),
             sink,
             dead_letter,

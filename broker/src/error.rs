@@ -3,8 +3,6 @@
 use weft_channels::ChannelError;
 use weft_config::ObjectKey;
 
-use crate::filter::FilterError;
-
 /// Why the data plane could not apply a broker or trigger.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -16,15 +14,6 @@ pub enum BrokerError {
         /// What the channel reported.
         #[source]
         source: ChannelError,
-    },
-    /// The trigger's filter is invalid (e.g. a CESQL syntax error).
-    #[error("trigger {trigger}: {source}")]
-    Filter {
-        /// The trigger.
-        trigger: ObjectKey,
-        /// What is wrong with the filter.
-        #[source]
-        source: FilterError,
     },
     /// A trigger refers to a broker the data plane does not run.
     #[error("broker {broker} does not exist")]
@@ -39,7 +28,6 @@ impl BrokerError {
     pub fn reason(&self) -> &'static str {
         match self {
             BrokerError::Channel { .. } => "ChannelUnavailable",
-            BrokerError::Filter { .. } => "InvalidFilter",
             BrokerError::BrokerDoesNotExist { .. } => "BrokerDoesNotExist",
         }
     }

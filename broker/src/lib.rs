@@ -9,17 +9,17 @@
 //! - [`DataPlane`]: registers brokers and triggers, serves the HTTP router.
 //! - [`ingress`]: `POST /<namespace>/<broker>`: validate, stamp, append durably, answer 202;
 //!   [`ingress::listen`] serves a port within what one client may hold.
-//! - [`dispatcher`]: one task per trigger: read from its cursor, filter, deliver, ack.
+//! - [`dispatcher`]: one task per trigger: read from its cursor, filter, deliver, ack. The
+//!   filter arrives compiled in the trigger's `TriggerConfig` (the engine, CESQL included,
+//!   is `weft_config::filter`, so a validated trigger cannot fail to compile here).
 //! - [`delivery`]: sending one event to one sink as a tower stack (retry, backoff, timeout,
 //!   replies, dead letters).
-//! - [`filter`]: trigger filters.
 //! - [`telemetry`]: metric names and the Prometheus endpoint.
 
 mod dataplane;
 pub mod delivery;
 pub mod dispatcher;
 mod error;
-pub mod filter;
 pub mod ingress;
 pub mod telemetry;
 

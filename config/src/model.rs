@@ -1,14 +1,15 @@
 //! The validated runtime form of the manifests: what the data plane consumes.
 //!
 //! Manifests are parsed into the serde types of [`crate::manifest`], checked, and turned into
-//! these values. Everything here is already valid: durations are parsed, URLs are absolute,
-//! defaults are filled in.
+//! these values. Everything here is already valid and ready to run: durations are parsed, URLs
+//! are absolute, defaults are filled in, filters are compiled.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use url::Url;
+
+use crate::filter::Filter;
 
 /// The identity of a namespaced object: `namespace/name`. A trigger's cursor belongs to this
 /// identity, not to the trigger's content, so editing a trigger keeps its place in the log.
@@ -144,25 +145,6 @@ pub enum DeliveryOrder {
     Ordered,
 }
 
-/// One entry of `spec.filters` (the Subscriptions API dialects).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SubscriptionsFilter {
-    /// Every attribute equals its value.
-    Exact(BTreeMap<String, String>),
-    /// Every attribute starts with its value.
-    Prefix(BTreeMap<String, String>),
-    /// Every attribute ends with its value.
-    Suffix(BTreeMap<String, String>),
-    /// Every child matches.
-    All(Vec<SubscriptionsFilter>),
-    /// At least one child matches.
-    Any(Vec<SubscriptionsFilter>),
-    /// The child does not match.
-    Not(Box<SubscriptionsFilter>),
-    /// A CloudEvents SQL expression (its source text).
-    Cesql(String),
-}
-
 /// A validated Trigger.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TriggerConfig {
@@ -172,10 +154,9 @@ pub struct TriggerConfig {
     pub generation: Option<i64>,
     /// `spec.broker`: a broker in the same namespace.
     pub broker: String,
-    /// `spec.filter.attributes`: exact matches, `""` meaning "present with any value".
-    pub filter_attributes: BTreeMap<String, String>,
-    /// `spec.filters`; when non-empty it overrides `filter_attributes`.
-    pub filters: Vec<SubscriptionsFilter>,
+    /// `spec.filters`, else `spec.filter.attributes`, compiled (CESQL included): what the
+    /// dispatcher evaluates for each event.
+    pub filter: Filter,
     /// `spec.subscriber`, resolved to a URL.
     pub subscriber: Url,
     /// `spec.delivery`; when set it replaces the broker's delivery as a whole.

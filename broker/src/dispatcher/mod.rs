@@ -23,10 +23,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{Id, JoinSet};
 use url::Url;
 use weft_channels::{Channel, Delivery, Subscription};
+use weft_config::filter::Filter;
 use weft_config::{DeliveryOrder, Event, ObjectKey};
 
 use crate::delivery::{self, Failure, Outcome, SinkService};
-use crate::filter::Filter;
 
 pub(crate) use replies::BrokerReplies;
 pub use stats::{TriggerStats, TriggerStatsSnapshot};

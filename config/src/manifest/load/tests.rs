@@ -4,6 +4,7 @@
 use std::fs;
 
 use super::*;
+use crate::filter::Filter;
 use crate::model::{BackoffPolicy, DeliveryOrder};
 
 fn load(text: &str) -> Manifests {
@@ -355,8 +356,8 @@ fn kubectl_output_loads_unchanged() {
     assert_eq!(trigger.generation, Some(3));
     assert_eq!(trigger.order, DeliveryOrder::Ordered);
     assert_eq!(
-        trigger.filter_attributes["type"],
-        "com.example.order.created"
+        trigger.filter,
+        Filter::Attributes(vec![("type".into(), "com.example.order.created".into())])
     );
 }
 
@@ -484,7 +485,7 @@ fn examples_load_cleanly() {
     let orders = manifests.triggers[1].config.as_ref().unwrap();
     assert_eq!(orders.subscriber.as_str(), "http://127.0.0.1:9090/orders");
     assert_eq!(
-        orders.filter_attributes["type"],
-        "com.example.order.created"
+        orders.filter,
+        Filter::Attributes(vec![("type".into(), "com.example.order.created".into())])
     );
 }

@@ -1,6 +1,7 @@
 //! Pure validation: turns the manifest types into the values of [`crate::model`], following
 //! the rules of Knative's admission webhook plus Weft's annotations, and reports every invalid
-//! field rather than only the first.
+//! field rather than only the first. Validated means ready to run: a Trigger's filters come
+//! out compiled (CESQL included, by `filter`), so nothing it accepts fails later.
 //!
 //! No I/O happens here, so the same checks serve the folder loader and the objects read from
 //! a Kubernetes cluster ([`crate::crd::convert`]). What a `ref` means comes in as a value:
@@ -14,6 +15,8 @@ mod refs;
 pub use delivery::{parse_delivery_duration, parse_duration};
 pub use filter::is_attribute_name;
 pub use refs::{LocalRefs, join_uri, url_annotation};
+
+use std::collections::BTreeMap;
 
 use refs::Refs;
 
@@ -101,13 +104,12 @@ impl Trigger {
                 "is required; give the name of a broker in the trigger's namespace",
             ));
         }
-        let filter_attributes = spec
+        let no_attributes = BTreeMap::new();
+        let attributes = spec
             .filter
             .as_ref()
-            .map(|f| f.attributes.clone())
-            .unwrap_or_default();
-        filter::attributes(&filter_attributes, "spec.filter.attributes", &mut errors);
-        let filters = filter::filters(&spec.filters, "spec.filters", &mut errors);
+            .map_or(&no_attributes, |f| &f.attributes);
+        let filter = filter::compile(attributes, &spec.filters, &mut errors);
         let subscriber =
             delivery::destination(&spec.subscriber, "spec.subscriber", &refs, &mut errors);
         let delivery = spec
@@ -125,8 +127,7 @@ impl Trigger {
                 key: self.metadata.key(),
                 generation: self.metadata.generation,
                 broker: spec.broker.clone(),
-                filter_attributes,
-                filters,
+                filter,
                 subscriber,
                 delivery,
                 order,

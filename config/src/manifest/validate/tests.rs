@@ -1,10 +1,11 @@
 //! Tests of Broker and Trigger validation as a whole: required fields, metadata, annotations,
 //! and that every problem is reported at once.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
+use crate::filter::Filter;
+use crate::manifest::types::SubscriptionsAPIFilter;
 use crate::model::{DeliveryConfig, ObjectKey};
 
 fn trigger(yaml: &str) -> Trigger {
@@ -50,8 +51,7 @@ fn minimal_trigger_gets_defaults() {
     assert_eq!(config.broker_key(), ObjectKey::new("default", "default"));
     assert_eq!(config.subscriber.as_str(), "http://127.0.0.1:9090/orders");
     assert_eq!(config.generation, None);
-    assert!(config.filter_attributes.is_empty());
-    assert!(config.filters.is_empty());
+    assert_eq!(config.filter, Filter::All);
     assert_eq!(config.delivery, None);
     assert_eq!(config.order, DeliveryOrder::Unordered);
     assert_eq!(config.max_in_flight, None);
@@ -89,8 +89,8 @@ spec:
     assert_eq!(config.broker_key(), ObjectKey::new("shop", "main"));
     assert_eq!(config.generation, Some(4));
     assert_eq!(
-        config.filter_attributes,
-        BTreeMap::from([
+        config.filter,
+        Filter::Attributes(vec![
             ("source".to_owned(), String::new()),
             ("type".to_owned(), "com.example.order.created".to_owned()),
         ])
@@ -298,6 +298,28 @@ spec:
     assert_eq!(
         fields,
         ["spec.delivery.retry", "spec.delivery.backoffDelay"]
+    );
+}
+
+#[test]
+fn a_cesql_syntax_error_is_a_problem_of_the_manifest() {
+    let mut t = trigger(MINIMAL_TRIGGER);
+    t.spec.filters = vec![
+        SubscriptionsAPIFilter {
+            prefix: Some([("type".to_owned(), "com.example.".to_owned())].into()),
+            ..Default::default()
+        },
+        SubscriptionsAPIFilter {
+            cesql: Some("type = 'x' AND (".into()),
+            ..Default::default()
+        },
+    ];
+    let error = only_error(t);
+    assert_eq!(error.field, "spec.filters[1].cesql");
+    assert_eq!(
+        error.to_string(),
+        "spec.filters[1].cesql: invalid CloudEvents SQL expression at position 16: expected \
+         an expression, found the end of the expression"
     );
 }
 

@@ -6,7 +6,7 @@
 
 use std::ops::Deref;
 
-use weft_config::event::AttributeRef;
+use crate::event::AttributeRef;
 
 /// The canonical text of a value: borrowed when it already is text, formatted on the
 /// stack when it is an integer.

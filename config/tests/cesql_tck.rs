@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use weft_broker::filter::cesql::{CompileErrorKind, EvalError, Expression, Value};
 use weft_config::event::SpecVersion;
+use weft_config::filter::cesql::{CompileErrorKind, EvalError, Expression, Value};
 use weft_config::{AttributeValue, Event};
 
 #[derive(Deserialize)]

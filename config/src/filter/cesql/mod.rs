@@ -1,6 +1,6 @@
 //! CloudEvents SQL (CESQL) v1: the `cesql` filter dialect.
 //!
-//! An [`Expression`] is compiled once, when its trigger is applied, into a small tree;
+//! An [`Expression`] is compiled once, when its trigger is validated, into a small tree;
 //! [`Expression::matches`] then walks it for each event, borrowing attribute values from
 //! the event and never re-parsing. A filter passes only when the expression evaluates to
 //! Boolean `true` without any error; a missing attribute, a failed cast, a division by
@@ -34,7 +34,7 @@ mod parser;
 use std::borrow::Cow;
 use std::fmt;
 
-use weft_config::event::Event;
+use crate::event::Event;
 
 pub use parser::MAX_DEPTH;
 
@@ -154,7 +154,7 @@ pub enum CompileErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_config::AttributeValue;
+    use crate::event::AttributeValue;
 
     #[test]
     fn matches_only_a_true_boolean_without_error() {

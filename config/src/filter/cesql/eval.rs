@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 
-use weft_config::event::{AttributeRef, Event};
+use crate::event::{AttributeRef, Event};
 
 use super::ast::{ArithmeticOp, ComparisonOp, Expr, Literal, LogicOp, Type};
 use super::{EvalError, Value};
@@ -296,7 +296,7 @@ fn logic<'a>(op: LogicOp, operands: &'a [Expr], event: &'a Event) -> Outcome<'a>
 mod tests {
     use super::super::Expression;
     use super::*;
-    use weft_config::AttributeValue;
+    use crate::event::AttributeValue;
 
     fn event() -> Event {
         let mut e = Event::new("id1", "/src", "com.example.created").unwrap();

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use weft_config::event::Event;
+use crate::event::Event;
 
 use super::ast::{Expr, Type};
 use super::eval::{
@@ -299,7 +299,7 @@ fn char_slice(text: Cow<'_, str>, range: Range<usize>) -> Cow<'_, str> {
 mod tests {
     use super::super::Expression;
     use super::*;
-    use weft_config::AttributeValue;
+    use crate::event::AttributeValue;
 
     fn eval(source: &str) -> (Value<'static>, Option<EvalError>) {
         let mut event = Event::new("1", "/src", "t").unwrap();

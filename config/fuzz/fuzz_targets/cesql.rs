@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weft_broker::filter::cesql::{Expression, Value};
+use weft_config::filter::cesql::{Expression, Value};
 use weft_config::{AttributeValue, Event};
 
 fn events(x: &str) -> Vec<Event> {
