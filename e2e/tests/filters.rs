@@ -67,6 +67,8 @@ async fn dialects_route_and_an_invalid_cesql_trigger_alone_is_not_ready() {
         reason.contains("spec.filters[0].cesql") && reason.contains("position"),
         "the reason names the filter and the position: {reason}"
     );
+    // The reason `kubectl get` shows for the same manifest (e2e/tests/kubernetes.rs).
+    assert!(reason.starts_with("InvalidTrigger: "), "{reason}");
     assert!(
         triggers
             .iter()
