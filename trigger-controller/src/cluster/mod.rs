@@ -58,6 +58,16 @@ impl BrokerClass {
     }
 }
 
+/// A client of the Kubernetes API from the kubeconfig or the pod's service account.
+async fn connect() -> Result<Client, ControllerError> {
+    Client::try_default()
+        .await
+        .map_err(|source| ControllerError::Kube {
+            what: "cannot connect to the Kubernetes API".into(),
+            source,
+        })
+}
+
 /// A destination given by its URL alone.
 fn uri_destination(uri: String) -> Destination {
     Destination {
@@ -91,12 +101,7 @@ pub async fn run_replica(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
     shared_channel(&options.channel)?;
-    let client = Client::try_default()
-        .await
-        .map_err(|source| ControllerError::Kube {
-            what: "cannot connect to the Kubernetes API".into(),
-            source,
-        })?;
+    let client = connect().await?;
     let source = KubeSource::start(client, options.namespace.as_deref(), options.class);
     let serve_options = ServeOptions {
         addr: options.addr,

@@ -10,8 +10,9 @@ use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::{Resource, ResourceExt};
 use weft_config::crd::{self, Addressable, BrokerResource, BrokerStatus};
 
-use super::metrics::Timer;
-use super::{Context, FINALIZER, RESYNC, ReconcileError, WAITING, has_finalizer, key_of, write};
+use super::{
+    Context, FINALIZER, RESYNC, ReconcileError, WAITING, has_finalizer, key_of, measured, write,
+};
 use crate::ControllerError;
 use crate::cluster::retain;
 use crate::readiness::{self, BrokerFacts, Fallback, Readiness, Storage};
@@ -24,14 +25,14 @@ pub(super) async fn reconcile(
     broker: Arc<BrokerResource>,
     context: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let timer = Timer::start("Broker");
-    let key = format!("Broker/{}", key_of(broker.as_ref()));
-    let result = reconcile_inner(broker, &context).await;
-    if result.is_ok() {
-        context.backoff.succeeded(&key);
-    }
-    timer.finish(result.is_ok());
-    result
+    let object = broker.clone();
+    measured(
+        "Broker",
+        object.as_ref(),
+        reconcile_inner(broker, &context),
+        &context,
+    )
+    .await
 }
 
 async fn reconcile_inner(

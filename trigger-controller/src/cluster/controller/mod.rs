@@ -109,12 +109,7 @@ pub async fn run_controller(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControllerError> {
     super::shared_channel(&options.channel)?;
-    let client = Client::try_default()
-        .await
-        .map_err(|source| ControllerError::Kube {
-            what: "cannot connect to the Kubernetes API".into(),
-            source,
-        })?;
+    let client = super::connect().await?;
     let listener = bind(&options.addr).await?;
     println!(
         "weft controller serving /healthz and /metrics on http://{}",
@@ -254,6 +249,24 @@ fn retry_later<K: Resource<DynamicType = ()>>(
     let delay = context.backoff.failed(&key);
     tracing::warn!(object = %key, %error, retry_in = ?delay, "reconcile failed; will retry");
     Action::requeue(delay)
+}
+
+/// Runs one reconcile of `object` (a `kind`): counts and times it, and starts the object's
+/// retry delay over when it succeeds.
+async fn measured<K: Resource>(
+    kind: &'static str,
+    object: &K,
+    reconcile: impl Future<Output = Result<Action, ReconcileError>>,
+    context: &Context,
+) -> Result<Action, ReconcileError> {
+    let timer = metrics::Timer::start(kind);
+    let key = format!("{kind}/{}", key_of(object));
+    let result = reconcile.await;
+    if result.is_ok() {
+        context.backoff.succeeded(&key);
+    }
+    timer.finish(result.is_ok());
+    result
 }
 
 fn key_of(object: &impl Resource) -> ObjectKey {

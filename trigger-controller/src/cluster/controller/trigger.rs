@@ -14,9 +14,10 @@ use weft_config::crd::{
     self, BrokerResource, READY, TriggerResource, TriggerStatus, find_condition,
 };
 
-use super::metrics::Timer;
 use super::sink::{Sink, resolve_sink};
-use super::{Context, FINALIZER, RESYNC, ReconcileError, WAITING, has_finalizer, key_of, write};
+use super::{
+    Context, FINALIZER, RESYNC, ReconcileError, WAITING, has_finalizer, key_of, measured, write,
+};
 use crate::ControllerError;
 use crate::cluster::resolve::resolve;
 use crate::cluster::{retain, uri_destination};
@@ -28,14 +29,14 @@ pub(super) async fn reconcile(
     trigger: Arc<TriggerResource>,
     context: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let timer = Timer::start("Trigger");
-    let key = format!("Trigger/{}", key_of(trigger.as_ref()));
-    let result = reconcile_inner(trigger, &context).await;
-    if result.is_ok() {
-        context.backoff.succeeded(&key);
-    }
-    timer.finish(result.is_ok());
-    result
+    let object = trigger.clone();
+    measured(
+        "Trigger",
+        object.as_ref(),
+        reconcile_inner(trigger, &context),
+        &context,
+    )
+    .await
 }
 
 async fn reconcile_inner(
