@@ -21,9 +21,9 @@ use weft_channels::{Channel, ChannelError, ChannelOptions};
 use weft_config::redact::Secrets;
 
 use crate::ControllerError;
-use crate::reconcile::retained::PurgeRequest;
 use crate::reconcile::{Reconciler, Roles};
 use crate::state::StateSource;
+use crate::status::PurgeRequest;
 use crate::status::{self, StatusBoard};
 
 /// What a data-plane process needs to run.

@@ -22,7 +22,6 @@ use weft_config::redact::{redact, redact_urls_in};
 use weft_config::{ObjectKey, crd};
 
 use crate::readiness::{self, Readiness, Reason};
-use crate::reconcile::retained::{PurgeKind, PurgeRequest};
 
 /// An object's `Ready` condition, as `weft get` sums it up: ready or not, and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -201,6 +200,26 @@ fn reason_text(c: &Condition) -> Option<String> {
         (None, m) => m.clone(),
     };
     text.map(|t| redact_urls_in(&t).into_owned())
+}
+
+/// What `weft purge` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgeKind {
+    /// A deleted broker's log.
+    Broker,
+    /// A deleted trigger's cursors.
+    Trigger,
+}
+
+/// A request to delete retained storage now, answered with what was deleted.
+#[derive(Debug)]
+pub struct PurgeRequest {
+    /// Broker or trigger.
+    pub kind: PurgeKind,
+    /// The deleted object.
+    pub key: ObjectKey,
+    /// Where the answer goes: the storage deleted, or why nothing was.
+    pub reply: tokio::sync::oneshot::Sender<Result<Vec<String>, String>>,
 }
 
 /// Conditions as shown, any URL in their messages without credentials.

@@ -10,8 +10,8 @@ use weft_channels::Channel;
 use weft_channels::memory::MemoryChannel;
 use weft_config::manifest::{Manifests, load_str};
 use weft_config::{Event, ObjectKey};
-use weft_controller::reconcile::retained::PurgeKind;
 use weft_controller::reconcile::{DEFAULT_RETENTION, Reconciler, Roles};
+use weft_controller::status::PurgeKind;
 use weft_controller::status::StatusBoard;
 
 const BROKER: &str = "

@@ -28,11 +28,11 @@ use weft_broker::DataPlane;
 use weft_config::manifest::{Manifests, Problem};
 use weft_config::{BrokerConfig, DeliveryConfig, ObjectKey, TriggerConfig};
 
-use self::retained::{PurgeKind, RetainedStorage, Retention, Stored};
+use self::retained::{RetainedStorage, Retention, Stored};
 use crate::readiness::{
     self, BrokerFacts, BrokerState, Fallback, Readiness, Reason, Resolution, Storage, TriggerFacts,
 };
-use crate::status::StatusBoard;
+use crate::status::{PurgeKind, StatusBoard};
 
 /// How long storage that still holds events is kept after its object was deleted, unless
 /// configured otherwise.

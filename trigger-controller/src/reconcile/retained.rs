@@ -89,23 +89,3 @@ pub fn retained_message(
 
 /// Everything kept, by what it is.
 pub type RetainedStorage = BTreeMap<Stored, Retention>;
-
-/// What `weft purge` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PurgeKind {
-    /// A deleted broker's log.
-    Broker,
-    /// A deleted trigger's cursors.
-    Trigger,
-}
-
-/// A request to delete retained storage now, answered with what was deleted.
-#[derive(Debug)]
-pub struct PurgeRequest {
-    /// Broker or trigger.
-    pub kind: PurgeKind,
-    /// The deleted object.
-    pub key: ObjectKey,
-    /// Where the answer goes: the storage deleted, or why nothing was.
-    pub reply: tokio::sync::oneshot::Sender<Result<Vec<String>, String>>,
-}
