@@ -534,15 +534,10 @@ mod tests {
             ("x-source", "/s"),
             ("x-type", "t"),
         ];
-        for skip in 0..full.len() {
+        for (skip, name) in REQUIRED.into_iter().enumerate() {
             let headers = full.iter().enumerate().filter(|(i, _)| *i != skip);
             let err = decode(&ENCODED, headers.map(|(_, h)| *h)).unwrap_err();
-            assert_eq!(
-                err,
-                EventError::MissingAttribute {
-                    name: REQUIRED[skip]
-                }
-            );
+            assert_eq!(err, EventError::MissingAttribute { name });
         }
         for bad in ["%FF", "%C0%A0", "%4", "%zz"] {
             let err = decode(&ENCODED, full.into_iter().chain([("x-n", bad)])).unwrap_err();
