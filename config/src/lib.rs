@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`crd`]: Broker and Trigger as Kubernetes custom resources: status, CRDs, conversions.
-//! - [`event`]: the CloudEvent type, its HTTP binding and its storage codec.
+//! - [`event`]: the CloudEvent type, its header binding (HTTP, Kafka, NATS), its HTTP
+//!   binding and its storage codec.
 //! - [`manifest`]: Knative Broker/Trigger manifests: serde types, YAML loading, validation.
 //! - [`model`]: validated Broker/Trigger/DeliverySpec values.
 //! - [`redact`]: credentials masked in URLs and text before anything shows them.
