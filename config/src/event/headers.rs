@@ -27,7 +27,7 @@
 //!   today's record under the same name.
 //! - A repeated attribute header counts once: its first value.
 //!
-//! Compatibility with the Rust `cloudevents-sdk` (checked against its source, version 0.8):
+//! Compatibility with the Rust `cloudevents-sdk` (checked against its source, version 0.9):
 //! its Kafka binding (`binding::rdkafka`) writes and reads exactly this binary mode: headers
 //! `ce_<name>` with raw UTF-8 values and `content-type` for `datacontenttype`; it ignores
 //! headers without the `ce_` prefix, so it reads Weft's records (extensions as strings) and
