@@ -167,6 +167,9 @@ async fn records_and_offsets_are_plain_kafka() {
     assert_eq!(header("content-type"), Some("application/json"));
     assert_eq!(header("ce_partitionkey"), Some("k1"));
     assert_eq!(header("ce_n"), Some("1"));
-    assert_eq!(header("weft_types"), Some("n=integer"));
+    assert_eq!(
+        header("weft_extensions"),
+        Some("n=Integer,partitionkey=String")
+    );
     assert_eq!(records[1].0, None, "no partition key, no record key");
 }

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - [`crd`]: Broker and Trigger as Kubernetes custom resources: status, CRDs, conversions.
-//! - [`event`]: the CloudEvent type, its HTTP binding and its storage codec.
+//! - [`event`]: the CloudEvent type, its header binding (HTTP, Kafka, NATS), its HTTP
+//!   binding and its storage codec.
 //! - [`filter`]: trigger filters, compiled: the Subscriptions API dialects and the CESQL
 //!   engine, evaluated per event by the dispatcher.
 //! - [`manifest`]: Knative Broker/Trigger manifests: serde types, YAML loading, validation

@@ -1,30 +1,36 @@
 //! The CloudEvents Kafka protocol binding, binary content mode: how an [`Event`] becomes a
 //! Kafka record and back.
 //!
-//! - Every context attribute and extension is a header `ce_<name>` with its value as
-//!   UTF-8 (the binding does not percent-encode), in the event's attribute order.
-//! - `datacontenttype` is the `content-type` header; the data is the record's value,
-//!   untouched (an event without data has a null value).
+//! The attribute headers are the shared binding of
+//! [`weft_config::event::headers`]: `ce_<name>` with raw UTF-8 values (the Kafka binding
+//! does not percent-encode), `content-type` for `datacontenttype`, and Weft's extension
+//! record `weft_extensions` (`priority=Integer,partitionkey=String`) so that integer and
+//! boolean extensions read back as they were appended. Records of earlier Weft versions
+//! carry `weft_types` (`priority=integer`) instead; they are still read.
+//!
+//! What is Kafka's own, and so here:
+//! - The data is the record's value, untouched; an event without data has a null value, so
+//!   empty data and no data stay apart.
 //! - The `partitionkey` extension, when present, is also the record's key, so Kafka's
 //!   partitioner keeps each key's events in one partition.
-//! - Header values are strings, which would turn integer and boolean extensions into
-//!   strings; Weft adds `weft_types` (e.g. `priority=integer,urgent=boolean`) for those,
-//!   so an event reads back exactly as it was appended. Other consumers ignore it.
+//! - Weft's bookkeeping headers (`weft_broker`, `weft_reason`, ...) follow the attributes.
 //!
-//! Knative's Kafka broker writes the same binary mode, so its consumers read Weft's
-//! topics and the other way round.
+//! Knative's Kafka broker and the `cloudevents-sdk` crate's `rdkafka` binding write the
+//! same binary mode, so their consumers read Weft's topics and the other way round.
 
 use bytes::Bytes;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use weft_config::event::SpecVersion;
-use weft_config::{AttributeValue, Event, EventError};
+use weft_config::event::headers::HeaderBinding;
+use weft_config::{Event, EventError};
 
-/// The header carrying `datacontenttype`.
-const CONTENT_TYPE: &str = "content-type";
-/// The prefix of attribute headers.
-const PREFIX: &str = "ce_";
-/// Weft's header naming the extensions whose type is not string.
-const TYPES: &str = "weft_types";
+/// Kafka's binary mode.
+const BINDING: HeaderBinding = HeaderBinding {
+    prefix: "ce_",
+    percent_encoded: false,
+    content_type: Some("content-type"),
+    extensions: Some("weft_extensions"),
+    legacy_types: Some("weft_types"),
+};
 /// The extension that becomes the record key.
 const PARTITION_KEY: &str = "partitionkey";
 
@@ -37,51 +43,22 @@ pub(super) fn key(event: &Event) -> Option<String> {
 
 /// The record headers of an event, followed by `extra` (Weft's own bookkeeping).
 pub(super) fn headers(event: &Event, extra: &[(&str, &str)]) -> OwnedHeaders {
-    let count = 8 + event.extensions().count() + extra.len();
-    let put = |headers: OwnedHeaders, key: &str, value: &str| {
-        headers.insert(Header {
-            key,
-            value: Some(value.as_bytes()),
-        })
+    let count = 9 + event.extensions().count() + extra.len();
+    // `insert` takes the headers by value; the option is `Some` between calls.
+    let mut headers = Some(OwnedHeaders::new_with_capacity(count));
+    let mut put = |key: &str, value: &str| {
+        headers = headers.take().map(|h| {
+            h.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
+        });
     };
-    let mut headers = OwnedHeaders::new_with_capacity(count);
-    headers = put(headers, "ce_specversion", event.specversion().as_str());
-    headers = put(headers, "ce_id", event.id());
-    headers = put(headers, "ce_source", event.source());
-    headers = put(headers, "ce_type", event.ty());
-    let optional = [
-        ("ce_dataschema", event.dataschema()),
-        ("ce_subject", event.subject()),
-        ("ce_time", event.time()),
-        (CONTENT_TYPE, event.datacontenttype()),
-    ];
-    for (key, value) in optional {
-        if let Some(value) = value {
-            headers = put(headers, key, value);
-        }
-    }
-    let mut types = String::new();
-    for (name, value) in event.extensions() {
-        headers = put(headers, &format!("{PREFIX}{name}"), &value.as_str());
-        let ty = match value {
-            AttributeValue::String(_) => continue,
-            AttributeValue::Integer(_) => "integer",
-            AttributeValue::Boolean(_) => "boolean",
-        };
-        if !types.is_empty() {
-            types.push(',');
-        }
-        types.push_str(name);
-        types.push('=');
-        types.push_str(ty);
-    }
-    if !types.is_empty() {
-        headers = put(headers, TYPES, &types);
-    }
+    BINDING.encode(event, |key, value| put(key, &value));
     for (key, value) in extra {
-        headers = put(headers, key, value);
+        put(key, value);
     }
-    headers
+    headers.unwrap_or_default()
 }
 
 /// The value of a header that is not an attribute (Weft's bookkeeping), if present.
@@ -99,88 +76,22 @@ pub(super) fn decode<H: Headers>(
     headers: Option<&H>,
     payload: Option<&[u8]>,
 ) -> Result<Event, EventError> {
-    let text = |key: &str, value: Option<&[u8]>| -> Result<Option<String>, EventError> {
-        value
-            .map(|v| {
-                String::from_utf8(v.to_vec())
-                    .map_err(|_| EventError::InvalidHeader { name: key.into() })
-            })
-            .transpose()
-    };
-    let mut required: [Option<String>; 4] = Default::default();
-    let mut types = String::new();
-    if let Some(headers) = headers {
-        for h in headers.iter() {
-            let slot = match h.key {
-                "ce_specversion" => 0,
-                "ce_id" => 1,
-                "ce_source" => 2,
-                "ce_type" => 3,
-                TYPES => {
-                    types = text(h.key, h.value)?.unwrap_or_default();
-                    continue;
-                }
-                _ => continue,
-            };
-            required[slot] = text(h.key, h.value)?;
-        }
-    }
-    let [specversion, id, source, ty] = required;
-    let missing = |name| EventError::MissingAttribute { name };
-    let specversion = SpecVersion::parse(&specversion.ok_or(missing("specversion"))?)?;
-    let mut event = Event::new(
-        id.ok_or(missing("id"))?,
-        source.ok_or(missing("source"))?,
-        ty.ok_or(missing("type"))?,
-    )?;
-    event.set_specversion(specversion);
-    let type_of = |name: &str| {
-        types
-            .split(',')
-            .filter_map(|t| t.split_once('='))
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| t)
-    };
+    let mut decoder = BINDING.decoder();
     for h in headers.into_iter().flat_map(|h| h.iter()) {
-        let Some(value) = text(h.key, h.value)? else {
-            continue;
-        };
-        if h.key == CONTENT_TYPE {
-            event.set_datacontenttype(Some(value))?;
-            continue;
-        }
-        let Some(name) = h.key.strip_prefix(PREFIX) else {
-            continue;
-        };
-        if matches!(name, "specversion" | "id" | "source" | "type") {
-            continue;
-        }
-        let invalid = |reason| EventError::InvalidAttributeValue {
-            name: name.into(),
-            reason,
-        };
-        match type_of(name) {
-            Some("integer") => {
-                let i = value
-                    .parse()
-                    .map_err(|_| invalid("weft_types says integer"))?;
-                event.set_extension(name, AttributeValue::Integer(i))?;
-            }
-            Some("boolean") => {
-                let b = value
-                    .parse()
-                    .map_err(|_| invalid("weft_types says boolean"))?;
-                event.set_extension(name, AttributeValue::Boolean(b))?;
-            }
-            _ => event.set_attribute_str(name, value)?,
+        if let Some(value) = h.value {
+            decoder.header(h.key, value)?;
         }
     }
+    let mut event = decoder.finish()?;
     event.set_data(payload.map(Bytes::copy_from_slice));
     Ok(event)
 }
 
 #[cfg(test)]
 mod tests {
+    use weft_config::AttributeValue;
+    use weft_config::event::SpecVersion;
+
     use super::*;
 
     fn sample() -> Event {
@@ -199,6 +110,16 @@ mod tests {
             .unwrap();
         e.set_data(Some(Bytes::from_static(b"{\"a\":1}")));
         e
+    }
+
+    /// A record's headers, written literally.
+    fn record(pairs: &[(&str, &[u8])]) -> OwnedHeaders {
+        pairs.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(*value),
+            })
+        })
     }
 
     fn names(headers: &OwnedHeaders) -> Vec<&str> {
@@ -223,15 +144,15 @@ mod tests {
                 "ce_priority",
                 "ce_partitionkey",
                 "ce_urgent",
-                "weft_types",
+                "weft_extensions",
                 "weft_reason",
             ]
         );
         assert_eq!(
-            header(Some(&h), "weft_types"),
-            Some("priority=integer,urgent=boolean")
+            header(Some(&h), "weft_extensions"),
+            Some("priority=Integer,partitionkey=String,urgent=Boolean")
         );
-        assert_eq!(header(Some(&h), "ce_subject"), Some("subj ü"));
+        assert_eq!(header(Some(&h), "ce_subject"), Some("subj ü"), "raw UTF-8");
         assert_eq!(key(&e).as_deref(), Some("k1"));
         let back = decode(Some(&h), e.data().map(|d| &d[..])).unwrap();
         assert_eq!(back, e);
@@ -239,7 +160,7 @@ mod tests {
         let mut bare = Event::new("1", "/s", "t").unwrap();
         bare.set_specversion(SpecVersion::V03);
         let h = headers(&bare, &[]);
-        assert_eq!(header(Some(&h), "weft_types"), None);
+        assert_eq!(names(&h).len(), 4, "no record without extensions");
         assert_eq!(key(&bare), None);
         assert_eq!(decode(Some(&h), None).unwrap(), bare);
         // Empty data is data, not the absence of it.
@@ -248,41 +169,57 @@ mod tests {
     }
 
     #[test]
+    fn reads_records_of_the_previous_version() {
+        // `sample()` as Weft wrote it before the shared binding: `weft_types` with only
+        // the non-string extensions, spelled in lower case.
+        let h = record(&[
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"id-1"),
+            ("ce_source", b"/source"),
+            ("ce_type", b"com.example.type"),
+            ("ce_dataschema", b"https://example.com/s"),
+            ("ce_subject", "subj ü".as_bytes()),
+            ("ce_time", b"2024-01-01T00:00:00Z"),
+            ("content-type", b"application/json"),
+            ("ce_priority", b"-7"),
+            ("ce_partitionkey", b"k1"),
+            ("ce_urgent", b"true"),
+            ("weft_types", b"priority=integer,urgent=boolean"),
+            ("weft_broker", b"default/b"),
+        ]);
+        let e = decode(Some(&h), Some(b"{\"a\":1}")).unwrap();
+        assert_eq!(e, sample(), "same attributes, types and order");
+        assert_eq!(e.extension("priority"), Some(&AttributeValue::Integer(-7)));
+        assert_eq!(e.extension("urgent"), Some(&AttributeValue::Boolean(true)));
+    }
+
+    #[test]
     fn reads_records_of_other_producers() {
-        // Knative's broker writes strings only, with no type header.
-        let h = OwnedHeaders::new()
-            .insert(Header {
-                key: "ce_specversion",
-                value: Some("1.0"),
-            })
-            .insert(Header {
-                key: "ce_id",
-                value: Some("x"),
-            })
-            .insert(Header {
-                key: "ce_source",
-                value: Some("/s"),
-            })
-            .insert(Header {
-                key: "ce_type",
-                value: Some("t"),
-            })
-            .insert(Header {
-                key: "ce_count",
-                value: Some("3"),
-            })
-            .insert(Header {
-                key: "traceparent",
-                value: Some("00-ab"),
-            });
+        // Knative's broker and the cloudevents-sdk write strings only, with no type header.
+        let h = record(&[
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"x"),
+            ("ce_source", b"/s"),
+            ("ce_type", b"t"),
+            ("ce_count", b"3"),
+            ("ce_note", b"50% off"),
+            ("content-type", b"text/plain; charset=utf-8"),
+            ("traceparent", b"00-ab"),
+        ]);
         let e = decode(Some(&h), Some(b"hi")).unwrap();
         assert_eq!(
             e.extension("count"),
             Some(&AttributeValue::String("3".into()))
         );
         assert_eq!(
+            e.extension("note"),
+            Some(&AttributeValue::String("50% off".into())),
+            "Kafka values are not percent-encoded"
+        );
+        assert_eq!(e.datacontenttype(), Some("text/plain; charset=utf-8"));
+        assert_eq!(
             e.extensions().count(),
-            1,
+            2,
             "non-ce_ headers are not attributes"
         );
         assert_eq!(e.data().unwrap(), &Bytes::from_static(b"hi"));
@@ -296,47 +233,31 @@ mod tests {
                 name: "specversion"
             }
         );
-        let h = OwnedHeaders::new()
-            .insert(Header {
-                key: "ce_specversion",
-                value: Some("1.0"),
-            })
-            .insert(Header {
-                key: "ce_id",
-                value: Some(&[0xff_u8][..]),
-            });
+        let h = record(&[("ce_specversion", b"1.0"), ("ce_id", &[0xff_u8])]);
         assert!(matches!(
             decode(Some(&h), None),
             Err(EventError::InvalidHeader { .. })
         ));
-        let h = OwnedHeaders::new()
-            .insert(Header {
-                key: "ce_specversion",
-                value: Some("1.0"),
-            })
-            .insert(Header {
-                key: "ce_id",
-                value: Some("1"),
-            })
-            .insert(Header {
-                key: "ce_source",
-                value: Some("/s"),
-            })
-            .insert(Header {
-                key: "ce_type",
-                value: Some("t"),
-            })
-            .insert(Header {
-                key: "ce_n",
-                value: Some("seven"),
-            })
-            .insert(Header {
-                key: "weft_types",
-                value: Some("n=integer"),
-            });
-        assert!(matches!(
-            decode(Some(&h), None),
-            Err(EventError::InvalidAttributeValue { .. })
-        ));
+        let base: [(&str, &[u8]); 5] = [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"1"),
+            ("ce_source", b"/s"),
+            ("ce_type", b"t"),
+            ("ce_n", b"seven"),
+        ];
+        for types in [
+            ("weft_types", "n=integer"),
+            ("weft_extensions", "n=Integer"),
+        ] {
+            let mut pairs = base.to_vec();
+            pairs.push((types.0, types.1.as_bytes()));
+            assert!(
+                matches!(
+                    decode(Some(&record(&pairs)), None),
+                    Err(EventError::InvalidAttributeValue { .. })
+                ),
+                "{types:?}"
+            );
+        }
     }
 }

@@ -54,7 +54,8 @@
 //! # Layout
 //! - [`KafkaChannel`]: the [`Channel`] implementation: topics, groups, appends, status.
 //! - `config`: the URL and the naming of topics and groups.
-//! - `binding`: the CloudEvents Kafka protocol binding.
+//! - `binding`: the CloudEvents Kafka protocol binding: record key and value; the headers
+//!   come from the shared `weft_config::event::headers`.
 //! - `parked`: the records of parked events.
 //! - `subscription`: a trigger's consumer, its offsets and rebalances.
 

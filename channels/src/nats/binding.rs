@@ -1,65 +1,49 @@
 //! The CloudEvents NATS protocol binding (binary content mode) as Weft stores events.
 //!
-//! Every attribute travels as a `ce-<name>` header, percent-encoded as the binding
-//! requires (space, `"`, `%` and anything outside printable ASCII), and the data is the
-//! payload, untouched. `datacontenttype` is `ce-datacontenttype`, as the binding has it.
+//! The attribute headers are the shared binding of [`weft_config::event::headers`]:
+//! `ce-<name>`, percent-encoded as the binding requires (HTTP's rule: space, `"`, `%` and
+//! anything outside printable ASCII); `datacontenttype` is `ce-datacontenttype`, as the
+//! NATS binding has it; and Weft's extension record `weft-extensions`
+//! (`n=Integer,flag=Boolean,partitionkey=String`) restores each extension's type and order,
+//! which a NATS header map does not keep. Messages of earlier Weft versions carry the same
+//! record and read back the same. Without a record, extensions come back as strings,
+//! sorted by name.
 //!
-//! The binding carries every attribute as its canonical string, and a header map keeps no
-//! order, so two headers of Weft's own make the round trip exact; other readers ignore
-//! them:
-//! - `weft-extensions`: every extension in order with its type, as
-//!   `n=Integer,flag=Boolean,partitionkey=String`. Without it, extensions come back as
-//!   strings, sorted by name.
-//! - `weft-data: empty`: the event has data of zero bytes (an empty payload alone means
-//!   no data).
-//!
-//! Reading also accepts what other producers of the binding write: structured mode
-//! (`content-type: application/cloudevents+json`), double-quoted header values, lower-case
-//! hex, and `content-type` for `datacontenttype` where `ce-datacontenttype` is absent.
+//! What is NATS's own, and so here:
+//! - The data is the payload, untouched; an empty payload alone means no data, so
+//!   `weft-data: empty` marks data of zero bytes.
+//! - `content-type: application/cloudevents+json` means structured mode (a JSON event as
+//!   the payload, as the `cloudevents-sdk` crate's NATS binding writes with no headers at
+//!   all, which Weft does not detect); any other `content-type` is `datacontenttype` where
+//!   `ce-datacontenttype` is absent.
+//! - Header names are case-insensitive, and values may be double-quoted and padded with
+//!   blanks, as other producers write them.
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use weft_config::event::headers::{self, HeaderBinding};
 use weft_config::event::http as http_binding;
-use weft_config::{AttributeValue, Event, EventError};
+use weft_config::{Event, EventError};
 
-const EXTENSIONS: &str = "weft-extensions";
+/// NATS's binary mode.
+const BINDING: HeaderBinding = HeaderBinding {
+    prefix: "ce-",
+    percent_encoded: true,
+    content_type: None,
+    extensions: Some("weft-extensions"),
+    legacy_types: None,
+};
+/// Marks data of zero bytes.
 const DATA: &str = "weft-data";
+/// The header that selects structured mode.
+const CONTENT_TYPE: &str = "content-type";
 
 /// The headers and payload of an event.
 pub(super) fn encode(event: &Event) -> (HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
-    let mut put = |name: &str, value: &str| headers.insert(name, percent_encode(value));
-    put("ce-specversion", event.specversion().as_str());
-    put("ce-id", event.id());
-    put("ce-source", event.source());
-    put("ce-type", event.ty());
-    let optional = [
-        ("ce-datacontenttype", event.datacontenttype()),
-        ("ce-dataschema", event.dataschema()),
-        ("ce-subject", event.subject()),
-        ("ce-time", event.time()),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            put(name, value);
-        }
-    }
-    let mut order = String::new();
-    for (name, value) in event.extensions() {
-        put(&format!("ce-{name}"), &value.as_str());
-        if !order.is_empty() {
-            order.push(',');
-        }
-        order.push_str(name);
-        order.push_str(match value {
-            AttributeValue::String(_) => "=String",
-            AttributeValue::Integer(_) => "=Integer",
-            AttributeValue::Boolean(_) => "=Boolean",
-        });
-    }
-    if !order.is_empty() {
-        headers.insert(EXTENSIONS, order);
-    }
+    BINDING.encode(event, |name, value| {
+        headers.insert(name, value.into_owned());
+    });
     let data = event.data().cloned().unwrap_or_default();
     if event.data().is_some_and(Bytes::is_empty) {
         headers.insert(DATA, "empty");
@@ -71,25 +55,18 @@ pub(super) fn encode(event: &Event) -> (HeaderMap, Bytes) {
 pub(super) fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<Event, EventError> {
     let empty = HeaderMap::new();
     let headers = headers.unwrap_or(&empty);
-    // Header names are case-insensitive in NATS as in HTTP.
-    let mut attributes: Vec<(String, String)> = Vec::new();
-    let (mut content_type, mut order, mut empty_data) = (None, None, false);
-    for (name, values) in headers.iter() {
-        let name = AsRef::<str>::as_ref(name).to_ascii_lowercase();
-        let Some(value) = values.first() else {
-            continue;
-        };
-        if let Some(attribute) = name.strip_prefix("ce-") {
-            attributes.push((attribute.to_owned(), percent_decode(&name, value.as_str())?));
-        } else if name == "content-type" {
-            content_type = Some(value.as_str().to_owned());
-        } else if name == EXTENSIONS {
-            order = Some(value.as_str().to_owned());
-        } else if name == DATA {
-            empty_data = value.as_str() == "empty";
-        }
-    }
-    if let Some(ct) = &content_type
+    // Header names are case-insensitive in NATS as in HTTP; a header map keeps no order, so
+    // extensions without a record are read sorted by name.
+    let mut named: Vec<(String, &str)> = (headers.iter())
+        .filter_map(|(name, values)| {
+            let name = AsRef::<str>::as_ref(name).to_ascii_lowercase();
+            Some((name, values.first()?.as_str()))
+        })
+        .collect();
+    named.sort_unstable();
+    let header = |wanted: &str| named.iter().find(|(n, _)| n == wanted).map(|(_, v)| *v);
+    let content_type = header(CONTENT_TYPE);
+    if let Some(ct) = content_type
         && ct
             .trim_start()
             .to_ascii_lowercase()
@@ -97,57 +74,21 @@ pub(super) fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<Even
     {
         let mut http = http::HeaderMap::new();
         let value = http::HeaderValue::from_str(ct).map_err(|_| EventError::InvalidHeader {
-            name: "content-type".into(),
+            name: CONTENT_TYPE.into(),
         })?;
         http.insert(http::header::CONTENT_TYPE, value);
         return http_binding::decode_one(&http, payload);
     }
-    let take = |attributes: &mut Vec<(String, String)>, name: &'static str| {
-        take_named(attributes, name).map_err(|()| EventError::MissingAttribute { name })
-    };
-    let specversion = take(&mut attributes, "specversion")?;
-    let mut event = Event::new(
-        take(&mut attributes, "id")?,
-        take(&mut attributes, "source")?,
-        take(&mut attributes, "type")?,
-    )?;
-    event.set_attribute_str("specversion", specversion)?;
-    // Extensions Weft wrote, in their order and with their types.
-    for (name, ty) in order
-        .iter()
-        .flat_map(|o| o.split(','))
-        .filter_map(|p| p.split_once('='))
-    {
-        let Ok(text) = take_named(&mut attributes, name) else {
-            continue;
-        };
-        let invalid = |reason| EventError::InvalidAttributeValue {
-            name: name.to_owned(),
-            reason,
-        };
-        let value = match ty {
-            "Integer" => AttributeValue::Integer(
-                text.parse()
-                    .map_err(|_| invalid("expected a 32-bit integer"))?,
-            ),
-            "Boolean" => AttributeValue::Boolean(match text.as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(invalid("expected true or false")),
-            }),
-            _ => AttributeValue::String(text),
-        };
-        event.set_extension(name, value)?;
+    let empty_data = header(DATA) == Some("empty");
+    let mut decoder = BINDING.decoder();
+    for (name, value) in &named {
+        decoder.header(name, unquote(name, value)?.as_bytes())?;
     }
-    // Everything else: context attributes, and extensions of other producers by name.
-    attributes.sort();
-    for (name, value) in attributes {
-        event.set_attribute_str(&name, value)?;
-    }
+    let mut event = decoder.finish()?;
     if event.datacontenttype().is_none()
         && let Some(ct) = content_type
     {
-        event.set_datacontenttype(Some(ct))?;
+        event.set_datacontenttype(Some(ct.to_owned()))?;
     }
     if !payload.is_empty() || empty_data {
         event.set_data(Some(payload));
@@ -155,72 +96,40 @@ pub(super) fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<Even
     Ok(event)
 }
 
-/// Removes the attribute `name` and returns its value.
-fn take_named(attributes: &mut Vec<(String, String)>, name: &str) -> Result<String, ()> {
-    let at = attributes.iter().position(|(n, _)| n == name).ok_or(())?;
-    Ok(attributes.swap_remove(at).1)
-}
-
-/// Percent-encodes a header value as the binding requires.
+/// Percent-encodes a value of Weft's own headers as the binding encodes attributes.
 pub(super) fn percent_encode(value: &str) -> String {
-    let needs = |b: u8| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b'%';
-    if !value.bytes().any(needs) {
-        return value.to_owned();
-    }
-    let mut out = String::with_capacity(value.len() + 8);
-    for b in value.bytes() {
-        if needs(b) {
-            out.push_str(&format!("%{b:02X}"));
-        } else {
-            out.push(char::from(b));
-        }
-    }
-    out
+    headers::percent_encode(value).into_owned()
 }
 
-/// Unquotes a double-quoted value, then percent-decodes it; the result must be UTF-8.
+/// Reads a value of Weft's own headers: unquoted, then percent-decoded.
 pub(super) fn percent_decode(name: &str, raw: &str) -> Result<String, EventError> {
-    let invalid = || EventError::InvalidHeader { name: name.into() };
+    headers::percent_decode(name, unquote(name, raw)?.as_bytes())
+}
+
+/// Trims blanks and, if the value is double-quoted, removes the quotes and unescapes it.
+fn unquote<'v>(name: &str, raw: &'v str) -> Result<std::borrow::Cow<'v, str>, EventError> {
     let raw = raw.trim_matches([' ', '\t']);
-    let unquoted;
-    let raw = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        Some(inner) => {
-            let mut out = String::with_capacity(inner.len());
-            let mut chars = inner.chars();
-            while let Some(c) = chars.next() {
-                out.push(if c == '\\' {
-                    chars.next().ok_or_else(invalid)?
-                } else {
-                    c
-                });
-            }
-            unquoted = out;
-            unquoted.as_str()
-        }
-        None => raw,
+    let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return Ok(raw.into());
     };
-    if !raw.contains('%') {
-        return Ok(raw.to_owned());
-    }
-    let raw = raw.as_bytes();
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3).ok_or_else(invalid)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| invalid())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| invalid())?);
-            i += 3;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' {
+            chars
+                .next()
+                .ok_or_else(|| EventError::InvalidHeader { name: name.into() })?
         } else {
-            out.push(raw[i]);
-            i += 1;
-        }
+            c
+        });
     }
-    String::from_utf8(out).map_err(|_| invalid())
+    Ok(out.into())
 }
 
 #[cfg(test)]
 mod tests {
+    use weft_config::AttributeValue;
+
     use super::*;
 
     fn sample() -> Event {
@@ -267,6 +176,47 @@ mod tests {
         let mut empty = bare.clone();
         empty.set_data(Some(Bytes::new()));
         assert_eq!(round_trip(&empty), empty);
+    }
+
+    #[test]
+    fn reads_messages_of_the_previous_version() {
+        // `sample()` as Weft wrote it before the shared binding, header by header.
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "id%201"),
+            ("ce-source", "/sourc%C3%A9"),
+            ("ce-type", "com.example.t"),
+            ("ce-datacontenttype", "application/json"),
+            ("ce-dataschema", "https://example.com/s"),
+            ("ce-subject", "a%20%22quoted%22%20100%25%20subject%0D%0A"),
+            ("ce-time", "2024-01-01T00:00:00Z"),
+            ("ce-priority", "-7"),
+            ("ce-flag", "true"),
+            ("ce-partitionkey", "k"),
+            ("ce-looks", "12"),
+            (
+                "weft-extensions",
+                "priority=Integer,flag=Boolean,partitionkey=String,looks=String",
+            ),
+        ] {
+            headers.insert(name, value);
+        }
+        let e = decode(Some(&headers), Bytes::from_static(b"{\"a\":1}")).unwrap();
+        assert_eq!(e, sample(), "same attributes, types and order");
+        assert_eq!(e.extension("flag"), Some(&AttributeValue::Boolean(true)));
+        // What this version writes is what the previous one wrote.
+        let (written, _) = encode(&sample());
+        let mut names: Vec<_> = written.iter().map(|(n, _)| n.to_string()).collect();
+        names.sort();
+        for name in names {
+            assert_eq!(
+                written.get(name.as_str()).map(|v| v.as_str()),
+                headers.get(name.as_str()).map(|v| v.as_str()),
+                "{name}"
+            );
+        }
+        assert_eq!(written.len(), headers.len());
     }
 
     #[test]
@@ -322,7 +272,7 @@ mod tests {
             "overlong UTF-8"
         );
         let (mut headers, _) = encode(&sample());
-        headers.insert(EXTENSIONS, "priority=Boolean");
+        headers.insert("weft-extensions", "priority=Boolean");
         assert!(decode(Some(&headers), payload).is_err());
     }
 }

@@ -68,7 +68,7 @@
 //! # Layout
 //! - [`NatsChannel`]: the [`Channel`] implementation.
 //! - `config`: the URL. `names`: streams, subjects, consumers. `binding`: events as
-//!   messages. `api`: JetStream management requests. `subscription`: pulling.
+//!   messages (headers from the shared `weft_config::event::headers`). `api`: JetStream management requests. `subscription`: pulling.
 //!   `acks`: acknowledging, progress reports.
 
 mod acks;

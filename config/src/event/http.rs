@@ -3,14 +3,28 @@
 //!
 //! Mode detection follows the binding: a `Content-Type` starting with
 //! `application/cloudevents-batch` is batched, `application/cloudevents` is structured, and
-//! anything else is binary (attributes in `ce-` headers, percent-encoded UTF-8; the
-//! `Content-Type` header is `datacontenttype` as it is, never percent-encoded).
+//! anything else is binary: attributes in `ce-` headers, percent-encoded UTF-8, written and
+//! read by the shared [`headers`](super::headers) binding; the `Content-Type` header is
+//! `datacontenttype` as it is. What is HTTP's own here: the mode detection, structured and
+//! batched JSON, and that no extension record is written or read (sinks see plain
+//! CloudEvents, so integer and boolean extensions arrive as strings).
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
+use super::headers::HeaderBinding;
 use super::json::{self, is_json_content_type};
 use super::{Event, EventError};
+
+/// HTTP's binary mode: `ce-` headers, percent-encoded, `Content-Type` for
+/// `datacontenttype`, no extension record.
+pub const BINDING: HeaderBinding = HeaderBinding {
+    prefix: "ce-",
+    percent_encoded: true,
+    content_type: Some("content-type"),
+    extensions: None,
+    legacy_types: None,
+};
 
 /// The media type of a structured-mode JSON event.
 pub const STRUCTURED_JSON: &str = "application/cloudevents+json";
@@ -85,38 +99,11 @@ fn require_json(headers: &HeaderMap) -> Result<(), EventError> {
 }
 
 fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, EventError> {
-    let header = |name: &'static str| -> Result<Option<String>, EventError> {
-        headers
-            .get(name)
-            .map(|v| percent_decode(name, v.as_bytes()))
-            .transpose()
-    };
-    let required = |name: &'static str, attr: &'static str| -> Result<String, EventError> {
-        header(name)?.ok_or(EventError::MissingAttribute { name: attr })
-    };
-    let specversion = required("ce-specversion", "specversion")?;
-    let mut event = Event::new(
-        required("ce-id", "id")?,
-        required("ce-source", "source")?,
-        required("ce-type", "type")?,
-    )?;
-    event.set_attribute_str("specversion", specversion)?;
+    let mut decoder = BINDING.decoder();
     for (name, value) in headers {
-        let Some(attr) = name.as_str().strip_prefix("ce-") else {
-            continue;
-        };
-        if matches!(attr, "id" | "source" | "type" | "specversion") {
-            continue;
-        }
-        let value = percent_decode(name.as_str(), value.as_bytes())?;
-        event.set_attribute_str(attr, value)?;
+        decoder.header(name.as_str(), value.as_bytes())?;
     }
-    if let Some(ct) = headers.get(CONTENT_TYPE) {
-        let ct = ct.to_str().map_err(|_| EventError::InvalidHeader {
-            name: "content-type".into(),
-        })?;
-        event.set_datacontenttype(Some(ct.to_owned()))?;
-    }
+    let mut event = decoder.finish()?;
     if !body.is_empty() {
         event.set_data(Some(body));
     }
@@ -125,40 +112,13 @@ fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, EventError> 
 
 /// Writes an event in binary mode: attributes into `headers`, and returns the body.
 pub fn encode_binary(event: &Event, headers: &mut HeaderMap) -> Bytes {
-    let mut put = |name: HeaderName, value: &str| {
-        headers.insert(name, percent_encode(value));
-    };
-    put(
-        HeaderName::from_static("ce-specversion"),
-        event.specversion().as_str(),
-    );
-    put(HeaderName::from_static("ce-id"), event.id());
-    put(HeaderName::from_static("ce-source"), event.source());
-    put(HeaderName::from_static("ce-type"), event.ty());
-    if let Some(v) = event.dataschema() {
-        put(HeaderName::from_static("ce-dataschema"), v);
-    }
-    if let Some(v) = event.subject() {
-        put(HeaderName::from_static("ce-subject"), v);
-    }
-    if let Some(v) = event.time() {
-        put(HeaderName::from_static("ce-time"), v);
-    }
-    for (name, value) in event.extensions() {
-        // Extension names are [a-z0-9]+ (checked on the way in), always a valid header name.
-        let header = HeaderName::try_from(format!("ce-{name}")).expect("valid header name");
-        put(header, &value.as_str());
-    }
-    if let Some(ct) = event.datacontenttype() {
-        // `Content-Type` is an HTTP header, not a `ce-` attribute header: it goes out as the
-        // producer sent it (`application/json; charset=utf-8`). Only a value that is not
-        // printable ASCII (possible in a structured event) is percent-encoded.
-        let value = match HeaderValue::from_str(ct) {
-            Ok(value) if ct.is_ascii() => value,
-            _ => percent_encode(ct),
-        };
-        headers.insert(CONTENT_TYPE, value);
-    }
+    BINDING.encode(event, |name, value| {
+        // Names are `ce-` and an attribute name ([a-z0-9]+, checked on the way in) or
+        // `content-type`; values are encoded into printable ASCII: both always valid.
+        let name = HeaderName::from_bytes(name.as_bytes()).expect("valid header name");
+        let value = HeaderValue::from_str(&value).expect("valid header value");
+        headers.insert(name, value);
+    });
     event.data().cloned().unwrap_or_default()
 }
 
@@ -167,46 +127,6 @@ pub fn encode_structured(event: &Event) -> Bytes {
     let mut out = BytesMut::with_capacity(256 + event.data().map_or(0, |d| d.len()));
     json::write_event(event, &mut out);
     out.freeze()
-}
-
-/// Percent-encodes a header value as the binding requires: space, `"`, `%` and anything
-/// outside printable ASCII.
-fn percent_encode(value: &str) -> HeaderValue {
-    let needs = |b: u8| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b'%';
-    if !value.bytes().any(needs) {
-        // Printable ASCII is always a valid header value.
-        return HeaderValue::from_str(value).expect("printable ascii");
-    }
-    let mut out = String::with_capacity(value.len() + 8);
-    for b in value.bytes() {
-        if needs(b) {
-            out.push_str(&format!("%{b:02X}"));
-        } else {
-            out.push(b as char);
-        }
-    }
-    HeaderValue::from_str(&out).expect("percent-encoded ascii")
-}
-
-fn percent_decode(name: &str, raw: &[u8]) -> Result<String, EventError> {
-    let invalid = || EventError::InvalidHeader { name: name.into() };
-    if !raw.contains(&b'%') {
-        return String::from_utf8(raw.to_vec()).map_err(|_| invalid());
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3).ok_or_else(invalid)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| invalid())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| invalid())?);
-            i += 3;
-        } else {
-            out.push(raw[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| invalid())
 }
 
 #[cfg(test)]
@@ -281,22 +201,31 @@ mod tests {
 
     #[test]
     fn binary_round_trip_keeps_attributes_and_data() {
-        let mut e = Event::new("1", "/s", "t").unwrap();
+        let mut e = Event::new("id 1", "/sourcé", "t").unwrap();
+        e.set_specversion(crate::event::SpecVersion::V03);
         e.set_subject(Some("a \"quoted\" 100% ünïcode".into()))
             .unwrap();
+        e.set_time(Some("2024-01-01T00:00:00Z".into())).unwrap();
+        e.set_dataschema(Some("https://example.com/s".into()))
+            .unwrap();
         e.set_extension("n", AttributeValue::Integer(7)).unwrap();
+        e.set_extension("label", AttributeValue::String("x y".into()))
+            .unwrap();
         e.set_datacontenttype(Some("application/json".into()))
             .unwrap();
         e.set_data(Some(Bytes::from_static(b"{}")));
         let mut h = HeaderMap::new();
         let body = encode_binary(&e, &mut h);
-        let back = decode(&h, body).unwrap().remove(0);
-        assert_eq!(back.subject(), e.subject());
-        assert_eq!(back.data(), e.data());
-        assert_eq!(
-            back.extension("n"),
-            Some(&AttributeValue::String("7".into()))
+        assert_eq!(h["ce-id"], "id%201");
+        assert!(
+            !h.keys().any(|k| k.as_str().starts_with("weft")),
+            "sinks see plain CloudEvents: {h:?}"
         );
+        let back = decode(&h, body).unwrap().remove(0);
+        // HTTP carries no extension record: the integer comes back as its string.
+        e.set_extension("n", AttributeValue::String("7".into()))
+            .unwrap();
+        assert_eq!(back, e);
     }
 
     #[test]

@@ -8,10 +8,13 @@
 //!
 //! # Layout
 //! - [`Event`]: the attributes and data, valid by construction ([`Event::new`] and setters).
+//! - [`headers`]: the binary content mode (attributes as headers) that HTTP, Kafka and NATS
+//!   share.
 //! - [`http`]: the CloudEvents HTTP binding (binary, structured and batched modes).
 //! - [`codec`]: the compact binary form stored in channels.
 
 pub mod codec;
+pub mod headers;
 pub mod http;
 mod json;
 
