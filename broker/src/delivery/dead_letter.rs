@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use url::Url;
 use weft_config::{AttributeValue, Event};
 
-use super::Failure;
+use super::outcome::Failure;
 
 /// The extension naming the target whose delivery failed.
 pub const ERROR_DEST: &str = "knativeerrordest";

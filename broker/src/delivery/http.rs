@@ -25,11 +25,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 use url::Url;
+use weft_config::event::extensions::{TRACEPARENT, TRACESTATE, TTL_EXTENSION};
 use weft_config::event::http::{STRUCTURED_JSON, encode_binary, encode_structured};
 use weft_config::{Event, EventFormat};
 
 use super::error::DeliveryError;
-use crate::ingress::admit::{TRACEPARENT, TRACESTATE, TTL_EXTENSION};
 
 /// The most bytes read from a response body: enough for any reply the ingress would take,
 /// and a bound on what a misbehaving sink can make Weft buffer.
@@ -83,8 +83,8 @@ impl Outgoing {
             }
         };
         headers.insert(PREFER, HeaderValue::from_static("reply"));
-        // The event's trace context (see `admit::adopt_trace_context`) as W3C Trace
-        // Context headers, which is where the sink's tracing looks for its parent.
+        // The event's trace context (the ingress keeps the request's with the event) as W3C
+        // Trace Context headers, which is where the sink's tracing looks for its parent.
         for (extension, header) in [
             (TRACEPARENT, TRACEPARENT_HEADER),
             (TRACESTATE, TRACESTATE_HEADER),

@@ -13,10 +13,9 @@ use http::header::RETRY_AFTER;
 use weft_config::Event;
 use weft_config::event::http::decode_one;
 
-use super::classify::ResponseClass;
-use super::error::DeliveryError;
+use super::classify::{ResponseClass, parse_retry_after};
+use super::error::{DeliveryError, ReplyError};
 use super::http::{MAX_RESPONSE_BODY, SinkResponse};
-use super::policy::parse_retry_after;
 
 /// The header that marks a binary-mode event, even one without data.
 const CE_SPECVERSION: &str = "ce-specversion";
@@ -28,35 +27,6 @@ pub trait ReplySink: Send + Sync {
     /// Stores `reply`, which a sink returned for `original`. An error fails the attempt
     /// that delivered `original`; it is retried when [`ReplyError::is_retriable`].
     async fn store(&self, original: &Event, reply: Event) -> Result<(), ReplyError>;
-}
-
-/// Why a reply event was not stored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplyError {
-    /// The broker refuses the reply as it is (an invalid hop count, …); storing it again
-    /// would fail the same way, so the delivery is not retried.
-    #[error("the broker rejected it: {reason}")]
-    Rejected {
-        /// Why, as a short phrase.
-        reason: String,
-    },
-    /// The broker's channel could not append the reply; a later attempt may succeed.
-    #[error("the channel could not append it: {reason}")]
-    Store {
-        /// What the channel reported.
-        reason: String,
-    },
-}
-
-impl ReplyError {
-    /// Whether delivering the original again (and so storing its reply again) could
-    /// succeed.
-    pub fn is_retriable(&self) -> bool {
-        match self {
-            ReplyError::Rejected { .. } => false,
-            ReplyError::Store { .. } => true,
-        }
-    }
 }
 
 /// Turns one attempt's response into its result: the success status, or why it failed.

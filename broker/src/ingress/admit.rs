@@ -2,19 +2,11 @@
 //! arrival time and the hop limit that stops reply loops; and, for producers' events, the
 //! request's W3C trace context.
 
+use weft_config::event::extensions::{ARRIVAL_EXTENSION, TRACEPARENT, TRACESTATE, TTL_EXTENSION};
 use weft_config::event::{AttributeValue, Event};
 
-/// The extension carrying the remaining hops before an event is dropped.
-pub const TTL_EXTENSION: &str = "knativebrokerttl";
-/// The extension carrying the time the ingress accepted an event.
-pub const ARRIVAL_EXTENSION: &str = "knativearrivaltime";
 /// The hop limit given to events that arrive without one.
 pub const DEFAULT_TTL: i32 = 255;
-/// The CloudEvents Distributed Tracing extension, and the W3C Trace Context header of the
-/// same name.
-pub const TRACEPARENT: &str = "traceparent";
-/// The vendor part of the trace context, extension and header alike.
-pub const TRACESTATE: &str = "tracestate";
 
 /// Why an event may not enter a broker.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,8 +10,11 @@
 //! - [`Event`]: the attributes and data, valid by construction ([`Event::new`] and setters).
 //! - [`http`]: the CloudEvents HTTP binding (binary, structured and batched modes).
 //! - [`codec`]: the compact binary form stored in channels.
+//! - [`extensions`]: the names of the extensions Weft stamps (hop count, arrival time,
+//!   trace context).
 
 pub mod codec;
+pub mod extensions;
 pub mod http;
 mod json;
 
