@@ -105,6 +105,15 @@ impl EventBuilder {
         self
     }
 
+    /// Leaves the event without data (and without `datacontenttype`).
+    pub fn without_data(mut self) -> Self {
+        self.event.set_data(None);
+        self.event
+            .set_datacontenttype(None)
+            .expect("no content type is valid");
+        self
+    }
+
     /// The event.
     pub fn build(self) -> Event {
         self.event

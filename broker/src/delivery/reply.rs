@@ -91,6 +91,7 @@ mod tests {
     use bytes::Bytes;
     use http::{HeaderMap, HeaderValue};
     use weft_config::event::http::encode_binary;
+    use weft_e2e::event;
 
     use super::*;
 
@@ -126,9 +127,13 @@ mod tests {
         }
     }
 
-    fn reply_response(code: u16, data: Option<&'static [u8]>) -> SinkResponse {
-        let mut reply = Event::new("r1", "/sink", "com.example.reply").unwrap();
-        reply.set_data(data.map(Bytes::from_static));
+    fn reply_response(code: u16, data: Option<&'static str>) -> SinkResponse {
+        let reply = event("com.example.reply").id("r1").source("/sink");
+        let reply = match data {
+            Some(json) => reply.json(json),
+            None => reply.without_data(),
+        }
+        .build();
         let mut headers = HeaderMap::new();
         let body = encode_binary(&reply, &mut headers);
         SinkResponse {
@@ -140,13 +145,13 @@ mod tests {
     }
 
     fn original() -> Event {
-        Event::new("o1", "/src", "com.example").unwrap()
+        event("com.example").id("o1").source("/src").build()
     }
 
     #[tokio::test]
     async fn a_200_reply_is_stored_with_its_original() {
         let sink = Recorder::default();
-        let status = judge(reply_response(200, Some(b"{}")), &original(), Some(&sink))
+        let status = judge(reply_response(200, Some("{}")), &original(), Some(&sink))
             .await
             .unwrap();
         assert_eq!(status, StatusCode::OK);
@@ -171,7 +176,7 @@ mod tests {
     async fn a_202_or_empty_200_is_no_reply() {
         let sink = Recorder::default();
         assert_eq!(
-            judge(reply_response(202, Some(b"{}")), &original(), Some(&sink))
+            judge(reply_response(202, Some("{}")), &original(), Some(&sink))
                 .await
                 .unwrap(),
             StatusCode::ACCEPTED
@@ -225,7 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversized_reply_fails() {
-        let mut r = reply_response(200, Some(b"{}"));
+        let mut r = reply_response(200, Some("{}"));
         r.truncated = true;
         let err = judge(r, &original(), Some(&Recorder::default()))
             .await
@@ -242,7 +247,7 @@ mod tests {
             }),
             ..Recorder::default()
         };
-        let err = judge(reply_response(200, Some(b"{}")), &original(), Some(&sink))
+        let err = judge(reply_response(200, Some("{}")), &original(), Some(&sink))
             .await
             .unwrap_err();
         assert!(matches!(err, DeliveryError::Reply { .. }));

@@ -108,15 +108,17 @@ pub fn now_rfc3339() -> String {
 
 #[cfg(test)]
 mod tests {
+    use weft_e2e::event;
+
     use super::*;
 
     fn event_with_ttl(ttl: Option<&str>) -> Event {
-        let mut e = Event::new("1", "/s", "t").unwrap();
-        if let Some(t) = ttl {
-            e.set_extension(TTL_EXTENSION, AttributeValue::String(t.into()))
-                .unwrap();
+        let e = event("t").id("1").source("/s");
+        match ttl {
+            Some(t) => e.ext(TTL_EXTENSION, t),
+            None => e,
         }
-        e
+        .build()
     }
 
     #[test]
@@ -141,9 +143,7 @@ mod tests {
         assert_eq!(text(&e, TRACESTATE).as_deref(), Some("congo=t61rcWkgMzE"));
 
         let own = "00-11111111111111111111111111111111-2222222222222222-00";
-        let mut e = event_with_ttl(None);
-        e.set_extension(TRACEPARENT, AttributeValue::String(own.into()))
-            .unwrap();
+        let mut e = event("t").ext(TRACEPARENT, own).build();
         adopt_trace_context(&mut e, Some(PARENT), Some("congo=x"));
         assert_eq!(text(&e, TRACEPARENT).as_deref(), Some(own));
         assert_eq!(text(&e, TRACESTATE), None);
