@@ -180,6 +180,22 @@ impl Producer {
         self.post(url, headers, body).await
     }
 
+    /// POSTs `event` in binary mode and fails the test unless the broker answers
+    /// `202 Accepted`.
+    pub async fn send_accepted(&self, url: &str, event: &Event) -> Sent {
+        let sent = self
+            .send(url, event)
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        assert_eq!(
+            sent.status,
+            StatusCode::ACCEPTED,
+            "POST {url}: {}",
+            sent.body
+        );
+        sent
+    }
+
     /// POSTs `event` in structured mode.
     pub async fn send_structured(&self, url: &str, event: &Event) -> reqwest::Result<Sent> {
         self.post(url, content_type(STRUCTURED_JSON), encode_structured(event))
