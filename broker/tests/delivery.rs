@@ -1,117 +1,42 @@
-//! Delivery over real HTTP: a sink served by axum on 127.0.0.1:0, reached through
+//! Delivery over real HTTP: the e2e test sink on 127.0.0.1:0, reached through
 //! `sink_service` and the delivery HTTP client.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::Router;
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::post;
 use base64::Engine as _;
 use url::Url;
 use weft_broker::delivery::{
     ERROR_CODE, ERROR_DATA, ERROR_DEST, Outcome, ReplyError, ReplySink, dead_letter_event,
     http_client, sink_service,
 };
-use weft_config::{AttributeValue, DeliveryConfig, Event, EventFormat};
+use weft_config::{DeliveryConfig, Event, EventFormat};
+use weft_e2e::{Received, Reply, Sink, event};
 
-/// What the sink saw: the headers and body of every request, by path.
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>);
-
-impl Seen {
-    fn on(&self, path: &str) -> Vec<(HeaderMap, Bytes)> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _, _)| p == path)
-            .map(|(_, h, b)| (h.clone(), b.clone()))
-            .collect()
-    }
+/// The test sink: `/reply` answers 200 with a reply event, `/redirect` 302, `/bad` 400 with
+/// a reason, `/slow` takes 30 s, and every other path 202.
+async fn sink() -> Sink {
+    let reply = event("com.example.reply")
+        .id("reply-1")
+        .source("/sink")
+        .data("text/plain", "pong")
+        .build();
+    Sink::builder()
+        .always("/reply", Reply::event(&reply))
+        .always("/redirect", Reply::status(302).header("location", "/reply"))
+        .always(
+            "/bad",
+            Reply::status(400).body("invalid payload: missing field `a`"),
+        )
+        .always("/slow", Reply::status(200).delay(Duration::from_secs(30)))
+        .start()
+        .await
 }
 
-/// Starts the test sink and returns its base URL and what it records.
-async fn sink() -> (Url, Seen) {
-    let seen = Seen::default();
-    let record = |path: &'static str, seen: Seen| {
-        move |headers: HeaderMap, body: Bytes| {
-            seen.0.lock().unwrap().push((path.into(), headers, body));
-            std::future::ready(())
-        }
-    };
-    let app = Router::new()
-        .route(
-            "/reply",
-            post({
-                let record = record("/reply", seen.clone());
-                move |headers: HeaderMap, body: Bytes| async move {
-                    record(headers, body).await;
-                    (
-                        StatusCode::OK,
-                        [
-                            ("ce-specversion", "1.0"),
-                            ("ce-id", "reply-1"),
-                            ("ce-source", "/sink"),
-                            ("ce-type", "com.example.reply"),
-                            ("content-type", "text/plain"),
-                        ],
-                        "pong",
-                    )
-                }
-            }),
-        )
-        .route(
-            "/redirect",
-            post({
-                let record = record("/redirect", seen.clone());
-                move |headers: HeaderMap, body: Bytes| async move {
-                    record(headers, body).await;
-                    (StatusCode::FOUND, [(header::LOCATION, "/reply")]).into_response()
-                }
-            }),
-        )
-        .route(
-            "/bad",
-            post({
-                let record = record("/bad", seen.clone());
-                move |headers: HeaderMap, body: Bytes| async move {
-                    record(headers, body).await;
-                    (
-                        StatusCode::BAD_REQUEST,
-                        "invalid payload: missing field `a`",
-                    )
-                }
-            }),
-        )
-        .route(
-            "/slow",
-            post({
-                let record = record("/slow", seen.clone());
-                move |headers: HeaderMap, body: Bytes| async move {
-                    record(headers, body).await;
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    StatusCode::OK
-                }
-            }),
-        )
-        .route(
-            "/accepted",
-            post({
-                let record = record("/accepted", seen.clone());
-                move |headers: HeaderMap, body: Bytes| async move {
-                    record(headers, body).await;
-                    StatusCode::ACCEPTED
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (Url::parse(&format!("http://{addr}/")).unwrap(), seen)
+/// The sink's URL of `path`.
+fn url(sink: &Sink, path: &str) -> Url {
+    Url::parse(&sink.url(path)).unwrap()
 }
 
 /// Records replies with the hop count of their original.
@@ -129,14 +54,14 @@ impl ReplySink for Replies {
     }
 }
 
-fn event() -> Event {
-    let mut e = Event::new("e-1", "/producer", "com.example.ping").unwrap();
-    e.set_extension("knativebrokerttl", AttributeValue::String("254".into()))
-        .unwrap();
-    e.set_datacontenttype(Some("application/json".into()))
-        .unwrap();
-    e.set_data(Some(Bytes::from_static(br#"{"a":1}"#)));
-    e
+/// The event every test delivers.
+fn sample() -> Event {
+    event("com.example.ping")
+        .id("e-1")
+        .source("/producer")
+        .ext("knativebrokerttl", "254")
+        .json(r#"{"a":1}"#)
+        .build()
 }
 
 fn retrying(retry: u32) -> DeliveryConfig {
@@ -149,15 +74,15 @@ fn retrying(retry: u32) -> DeliveryConfig {
 
 #[tokio::test]
 async fn a_200_reply_reaches_the_reply_sink_and_the_request_is_clean() {
-    let (base, seen) = sink().await;
+    let sink = sink().await;
     let replies = Arc::new(Replies::default());
     let service = sink_service(
         http_client(),
-        base.join("reply").unwrap(),
+        url(&sink, "/reply"),
         &retrying(2),
         Some(replies.clone()),
     );
-    let outcome = service.deliver(event()).await;
+    let outcome = service.deliver(sample()).await;
     assert_eq!(
         outcome,
         Outcome::Delivered {
@@ -166,9 +91,9 @@ async fn a_200_reply_reaches_the_reply_sink_and_the_request_is_clean() {
         }
     );
 
-    let requests = seen.on("/reply");
+    let requests = sink.requests_to("/reply");
     assert_eq!(requests.len(), 1);
-    let (headers, body) = &requests[0];
+    let Received { headers, body, .. } = &requests[0];
     assert_eq!(headers["prefer"], "reply");
     assert_eq!(headers["ce-id"], "e-1");
     assert_eq!(headers["ce-type"], "com.example.ping");
@@ -187,13 +112,13 @@ async fn a_200_reply_reaches_the_reply_sink_and_the_request_is_clean() {
 
 #[tokio::test]
 async fn json_format_sends_structured_mode() {
-    let (base, seen) = sink().await;
+    let sink = sink().await;
     let config = DeliveryConfig {
         format: EventFormat::Json,
         ..DeliveryConfig::default()
     };
-    let service = sink_service(http_client(), base.join("accepted").unwrap(), &config, None);
-    let outcome = service.deliver(event()).await;
+    let service = sink_service(http_client(), url(&sink, "/accepted"), &config, None);
+    let outcome = service.deliver(sample()).await;
     assert_eq!(
         outcome,
         Outcome::Delivered {
@@ -201,7 +126,7 @@ async fn json_format_sends_structured_mode() {
             attempts: 1
         }
     );
-    let (headers, body) = &seen.on("/accepted")[0];
+    let Received { headers, body, .. } = &sink.requests_to("/accepted")[0];
     assert_eq!(headers["content-type"], "application/cloudevents+json");
     assert_eq!(headers["prefer"], "reply");
     let json: serde_json::Value = serde_json::from_slice(body).unwrap();
@@ -212,29 +137,32 @@ async fn json_format_sends_structured_mode() {
 
 #[tokio::test]
 async fn a_redirect_is_a_failure_that_is_not_retried_or_followed() {
-    let (base, seen) = sink().await;
+    let sink = sink().await;
     let service = sink_service(
         http_client(),
-        base.join("redirect").unwrap(),
+        url(&sink, "/redirect"),
         &retrying(3),
         Some(Arc::new(Replies::default())),
     );
-    let Outcome::Failed(failure) = service.deliver(event()).await else {
+    let Outcome::Failed(failure) = service.deliver(sample()).await else {
         panic!("a 302 must fail");
     };
     assert_eq!(failure.status, Some(302));
     assert_eq!(failure.attempts, 1);
     assert!(!failure.retriable);
-    assert_eq!(seen.on("/redirect").len(), 1);
-    assert!(seen.on("/reply").is_empty(), "the redirect was followed");
+    assert_eq!(sink.requests_to("/redirect").len(), 1);
+    assert!(
+        sink.requests_to("/reply").is_empty(),
+        "the redirect was followed"
+    );
 }
 
 #[tokio::test]
 async fn a_400_gives_a_dead_letter_with_the_error_extensions() {
-    let (base, seen) = sink().await;
-    let target = base.join("bad").unwrap();
+    let sink = sink().await;
+    let target = url(&sink, "/bad");
     let service = sink_service(http_client(), target.clone(), &retrying(3), None);
-    let original = event();
+    let original = sample();
     let Outcome::Failed(failure) = service.deliver(original.clone()).await else {
         panic!("a 400 must fail");
     };
@@ -242,7 +170,7 @@ async fn a_400_gives_a_dead_letter_with_the_error_extensions() {
     assert_eq!(failure.attempts, 1);
     assert!(!failure.retriable);
     assert_eq!(failure.reason, "400 Bad Request");
-    assert_eq!(seen.on("/bad").len(), 1);
+    assert_eq!(sink.requests_to("/bad").len(), 1);
 
     let letter = dead_letter_event(&original, service.url(), &failure);
     let ext = |name: &str| letter.extension(name).map(|v| v.as_str().into_owned());
@@ -258,20 +186,20 @@ async fn a_400_gives_a_dead_letter_with_the_error_extensions() {
 
 #[tokio::test]
 async fn a_timeout_is_retried() {
-    let (base, seen) = sink().await;
+    let sink = sink().await;
     let config = DeliveryConfig {
         timeout: Some(Duration::from_millis(300)),
         ..retrying(2)
     };
-    let service = sink_service(http_client(), base.join("slow").unwrap(), &config, None);
-    let Outcome::Failed(failure) = service.deliver(event()).await else {
+    let service = sink_service(http_client(), url(&sink, "/slow"), &config, None);
+    let Outcome::Failed(failure) = service.deliver(sample()).await else {
         panic!("a sink slower than the timeout must fail");
     };
     assert_eq!(failure.status, None);
     assert_eq!(failure.attempts, 3);
     assert!(failure.retriable);
     assert_eq!(failure.reason, "timed out after 300ms");
-    assert_eq!(seen.on("/slow").len(), 3);
+    assert_eq!(sink.requests_to("/slow").len(), 3);
 }
 
 #[tokio::test]
@@ -282,7 +210,7 @@ async fn a_refused_connection_is_retried() {
     drop(listener);
     let url = Url::parse(&format!("http://{addr}/")).unwrap();
     let service = sink_service(http_client(), url, &retrying(2), None);
-    let Outcome::Failed(failure) = service.deliver(event()).await else {
+    let Outcome::Failed(failure) = service.deliver(sample()).await else {
         panic!("a closed port must fail");
     };
     assert_eq!(failure.status, None);

@@ -18,6 +18,7 @@ use weft_channels::memory::MemoryChannel;
 use weft_channels::{Channel, ChannelError, ParkedEvent, Subscription};
 use weft_config::event::http::encode_binary;
 use weft_config::{Event, ObjectKey};
+use weft_e2e::event;
 
 /// The memory channel, except that while `full` is set every write and probe fails with
 /// the error a full disk gives.
@@ -110,7 +111,7 @@ async fn get(app: &Router, path: &str) -> (StatusCode, String) {
 }
 
 async fn send(app: &Router, id: &str) -> StatusCode {
-    let event = Event::new(id, "/test", "com.example.test").unwrap();
+    let event = event("com.example.test").id(id).build();
     let mut headers = http::HeaderMap::new();
     let body = encode_binary(&event, &mut headers);
     let mut request = Request::post("/default/default")

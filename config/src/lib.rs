@@ -7,7 +7,7 @@
 //! validation accepts cannot fail later.
 //!
 //! # Layout
-//! - [`crd`]: Broker and Trigger as Kubernetes custom resources: status, CRDs, conversions.
+//! - [`crd`]: Broker and Trigger as Kubernetes custom resources: CRDs, conversions.
 //! - [`event`]: the CloudEvent type, its header binding (HTTP, Kafka, NATS), its HTTP
 //!   binding and its storage codec.
 //! - [`filter`]: trigger filters, compiled: the Subscriptions API dialects and the CESQL
@@ -17,6 +17,7 @@
 //!   are valid, and compiles them).
 //! - [`model`]: validated Broker/Trigger/DeliverySpec values.
 //! - [`redact`]: credentials masked in URLs and text before anything shows them.
+//! - [`status`]: Knative `status` of Broker and Trigger: conditions and how to set them.
 
 pub mod crd;
 pub mod event;
@@ -24,6 +25,7 @@ pub mod filter;
 pub mod manifest;
 pub mod model;
 pub mod redact;
+pub mod status;
 
 pub use event::{AttributeValue, Event, EventError};
 pub use manifest::{Loaded, Location, Manifests, Problem, load_path, load_str};

@@ -75,23 +75,12 @@ impl Backend {
     /// (the caller skips), unless `WEFT_REQUIRE_BACKENDS=1`, where it panics saying how
     /// to start the server.
     pub fn url(self) -> Option<String> {
-        let var = self.env_var();
-        match std::env::var(var) {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => panic!(
-                "WEFT_REQUIRE_BACKENDS=1 but {var} is not set: start the server with \
-                 `e2e/services/up {name}` and export {var}=$(e2e/services/{name}.sh url)",
-                name = self.name()
-            ),
-            _ => {
-                println!(
-                    "skipped: {var} is not set (start the server with `e2e/services/up {}` \
-                     and export it)",
-                    self.name()
-                );
-                None
-            }
-        }
+        let name = self.name();
+        server_from_env(
+            self.env_var(),
+            &format!("the server with `e2e/services/up {name}`"),
+            &format!("$(e2e/services/{name}.sh url)"),
+        )
     }
 
     /// The channel URL for one test on `server`:
@@ -171,6 +160,23 @@ impl Drop for Outage {
             .status();
         if !matches!(&status, Ok(s) if s.success()) {
             eprintln!("e2e/services start {} failed: {status:?}", self.backend);
+        }
+    }
+}
+
+/// The value of `var`, which names a test server (its URL, its kubeconfig). Unset, it prints
+/// a note and returns `None` (the caller skips), unless `WEFT_REQUIRE_BACKENDS=1`, where it
+/// panics saying how to `start` the server and what to `export` as `var`.
+pub(crate) fn server_from_env(var: &str, start: &str, export: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => panic!(
+            "WEFT_REQUIRE_BACKENDS=1 but {var} is not set: start {start} and export \
+             {var}={export}"
+        ),
+        _ => {
+            println!("skipped: {var} is not set (start {start} and export {var})");
+            None
         }
     }
 }

@@ -44,20 +44,11 @@ impl Cluster {
     /// The cluster from `WEFT_KUBECONFIG`, or `None` (printing why) when it is unset and
     /// `WEFT_REQUIRE_BACKENDS` is not `1`.
     pub fn from_env() -> Option<Cluster> {
-        let kubeconfig = match std::env::var("WEFT_KUBECONFIG") {
-            Ok(path) if !path.is_empty() => PathBuf::from(path),
-            _ if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => panic!(
-                "WEFT_REQUIRE_BACKENDS=1 but WEFT_KUBECONFIG is not set: start the API server \
-                 with `e2e/services/up kube` and export WEFT_KUBECONFIG=<the path it prints>"
-            ),
-            _ => {
-                println!(
-                    "skipped: WEFT_KUBECONFIG is not set (start the API server with \
-                     `e2e/services/up kube` and export the path it prints)"
-                );
-                return None;
-            }
-        };
+        let kubeconfig = PathBuf::from(crate::backend::server_from_env(
+            "WEFT_KUBECONFIG",
+            "the API server with `e2e/services/up kube`",
+            "<the path it prints>",
+        )?);
         let beside = kubeconfig
             .parent()
             .map(|dir| dir.join("bin/kubectl"))

@@ -5,6 +5,8 @@
 //! It is not a place for unit tests of the crates: those live next to their code. Anything
 //! here treats `weft` as a black box and checks only what a user could observe (status
 //! codes, the events a sink received, what `weft get` prints).
+//! Its fixtures are written once for the whole workspace: weft-broker's tests use the same
+//! [`Sink`] and [`event`] builder.
 //!
 //! Start reading at [`Weft`] (the process under test) and [`Sink`] (the subscriber);
 //! `tests/delivery.rs` shows them used together.

@@ -105,6 +105,15 @@ impl EventBuilder {
         self
     }
 
+    /// Leaves the event without data (and without `datacontenttype`).
+    pub fn without_data(mut self) -> Self {
+        self.event.set_data(None);
+        self.event
+            .set_datacontenttype(None)
+            .expect("no content type is valid");
+        self
+    }
+
     /// The event.
     pub fn build(self) -> Event {
         self.event
@@ -169,6 +178,22 @@ impl Producer {
         let mut headers = HeaderMap::new();
         let body = encode_binary(event, &mut headers);
         self.post(url, headers, body).await
+    }
+
+    /// POSTs `event` in binary mode and fails the test unless the broker answers
+    /// `202 Accepted`.
+    pub async fn send_accepted(&self, url: &str, event: &Event) -> Sent {
+        let sent = self
+            .send(url, event)
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        assert_eq!(
+            sent.status,
+            StatusCode::ACCEPTED,
+            "POST {url}: {}",
+            sent.body
+        );
+        sent
     }
 
     /// POSTs `event` in structured mode.

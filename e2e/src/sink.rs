@@ -13,7 +13,7 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -503,6 +503,23 @@ impl Sink {
         .into_iter()
         .filter(|r| r.path == path)
         .collect()
+    }
+
+    /// Waits until an event with each of `ids` has arrived, looking only at the new arrivals
+    /// each time (so it stays cheap for many thousands), and returns the ids still missing
+    /// when `timeout` ran out: none when every one arrived in time.
+    pub async fn wait_for_ids(&self, ids: &HashSet<String>, timeout: Duration) -> HashSet<String> {
+        let mut missing = ids.clone();
+        let mut scanned = 0;
+        self.try_wait_until(timeout, |all| {
+            for event in all[scanned..].iter().filter_map(|r| r.event.as_ref()) {
+                missing.remove(event.id());
+            }
+            scanned = all.len();
+            missing.is_empty()
+        })
+        .await;
+        missing
     }
 
     /// Waits until no request arrived for `quiet` in a row, and returns them all. Panics if

@@ -287,20 +287,7 @@ impl Test {
         failures: &mut Failures,
     ) {
         let acked = acknowledged(records);
-        let mut missing = acked.clone();
-        let mut scanned = 0;
-        let arrived = self
-            .sink
-            .try_wait_until(DRAIN, |all| {
-                for r in &all[scanned..] {
-                    if let Some(e) = &r.event {
-                        missing.remove(e.id());
-                    }
-                }
-                scanned = all.len();
-                missing.is_empty()
-            })
-            .await;
+        let missing = self.sink.wait_for_ids(&acked, DRAIN).await;
         let all = self.sink.requests();
         let unique: HashSet<&str> = all
             .iter()
@@ -315,10 +302,10 @@ impl Test {
         );
         let lost: Vec<String> = records
             .iter()
-            .filter(|r| r.accepted() && !unique.contains(r.id.as_str()))
+            .filter(|r| r.accepted() && missing.contains(&r.id))
             .map(|r| r.brief(epoch, label))
             .collect();
-        failures.check(arrived.is_some() && lost.is_empty(), || {
+        failures.check(lost.is_empty(), || {
             format!(
                 "{} of {} acknowledged events did not reach the sink within {DRAIN:?}:\n    {}",
                 lost.len(),

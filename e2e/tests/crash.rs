@@ -110,20 +110,7 @@ async fn no_acknowledged_event_is_lost_across_kill_9() {
         "the test only proves something if many events were acknowledged"
     );
 
-    // Wait until every acknowledged id has arrived, scanning only new arrivals each time.
-    let mut missing = acked.clone();
-    let mut scanned = 0;
-    let arrived = sink
-        .try_wait_until(secs(60), |all| {
-            for r in &all[scanned..] {
-                if let Some(e) = &r.event {
-                    missing.remove(e.id());
-                }
-            }
-            scanned = all.len();
-            missing.is_empty()
-        })
-        .await;
+    let lost = sink.wait_for_ids(&acked, secs(60)).await;
     let all = sink.requests();
     let unique: HashSet<&str> = all.iter().map(|r| r.id()).collect();
     println!(
@@ -132,12 +119,8 @@ async fn no_acknowledged_event_is_lost_across_kill_9() {
         unique.len(),
         all.len() - unique.len()
     );
-    let lost: Vec<&String> = acked
-        .iter()
-        .filter(|id| !unique.contains(id.as_str()))
-        .collect();
     assert!(
-        arrived.is_some() && lost.is_empty(),
+        lost.is_empty(),
         "{} acknowledged events were lost, e.g. {:?}",
         lost.len(),
         lost.iter().take(10).collect::<Vec<_>>()

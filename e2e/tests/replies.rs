@@ -1,7 +1,6 @@
 //! Reply events: a 200 carrying a CloudEvent goes back into the broker and is routed like
 //! any other event; loops stop at the `knativebrokerttl` hop limit.
 
-use http::StatusCode;
 use weft_e2e::{Producer, Received, Reply, Sink, Weft, broker, event, ms, secs, trigger};
 
 /// The reply the `/confirm` sink sends for an `order.placed` event: binary mode, or
@@ -45,8 +44,7 @@ async fn a_reply_is_routed_to_the_trigger_for_its_type() {
         event("order.placed").subject("structured").build(),
     ];
     for order in &orders {
-        let sent = Producer::new().send(&url, order).await.unwrap();
-        assert_eq!(sent.status, StatusCode::ACCEPTED);
+        Producer::new().send_accepted(&url, order).await;
     }
 
     let confirmed = sink.wait_for_path("/confirmed", 2, secs(10)).await;
@@ -91,11 +89,9 @@ async fn a_reply_loop_stops_at_the_producers_hop_limit() {
         .start()
         .await;
     let first = event("loop").ext("knativebrokerttl", "5").build();
-    let sent = Producer::new()
-        .send(&weft.url("default", "default"), &first)
-        .await
-        .unwrap();
-    assert_eq!(sent.status, StatusCode::ACCEPTED);
+    Producer::new()
+        .send_accepted(&weft.url("default", "default"), &first)
+        .await;
 
     sink.wait_for_path("/loop", 2, secs(10)).await;
     let all = sink.wait_quiet(ms(1500), secs(30)).await;
@@ -119,11 +115,9 @@ async fn a_reply_loop_without_a_ttl_stops_after_255_hops() {
         )
         .start()
         .await;
-    let sent = Producer::new()
-        .send(&weft.url("default", "default"), &event("loop").build())
-        .await
-        .unwrap();
-    assert_eq!(sent.status, StatusCode::ACCEPTED);
+    Producer::new()
+        .send_accepted(&weft.url("default", "default"), &event("loop").build())
+        .await;
 
     sink.wait_for_path("/loop", 200, secs(60)).await;
     let all = sink.wait_quiet(ms(1500), secs(60)).await;

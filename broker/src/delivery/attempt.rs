@@ -20,7 +20,13 @@ use tracing::Instrument;
 use super::error::DeliveryError;
 use super::http::{Outgoing, SinkResponse};
 use super::reply::{ReplySink, judge};
-use super::{ATTEMPT_DURATION, ATTEMPTS};
+
+/// Attempts made to deliver events (labels: `outcome`: `delivered`, `status_retriable`,
+/// `status_permanent`, `timeout`, `transport`, `malformed_reply`, `reply_not_stored`).
+pub const ATTEMPTS: &str = "weft_delivery_attempts_total";
+/// How long each attempt took, reply storage included (labels: `outcome`, as
+/// [`ATTEMPTS`]).
+pub const ATTEMPT_DURATION: &str = "weft_delivery_attempt_duration_seconds";
 
 /// Wraps a sink service in [`AttemptService`].
 #[derive(Clone)]

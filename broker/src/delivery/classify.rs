@@ -3,8 +3,11 @@
 //! Knative's data-plane table, with Weft's choices where it leaves room (DESIGN.md
 //! "Decisions"): 2xx is success; 404, 408, 409, 429, every 5xx and any code the table does
 //! not list are retried; other 4xx, 1xx and 3xx fail at once (redirects are never followed).
+//! A 429 or 503 may ask for a wait with `Retry-After` ([`parse_retry_after`]).
 
-use http::StatusCode;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderValue, StatusCode};
 
 /// What a response status means for the event being delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +41,18 @@ impl ResponseClass {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
         )
     }
+}
+
+/// Reads a `Retry-After` value: delay-seconds or an HTTP-date, relative to `now`. A date
+/// in the past means no wait; anything else unreadable is ignored.
+pub(crate) fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // Only digits: the parse can fail only by overflowing, which means "very long".
+        return Some(text.parse().map_or(Duration::MAX, Duration::from_secs));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -103,5 +118,51 @@ mod tests {
                 StatusCode::from_u16(code).unwrap()
             ));
         }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn header(value: &str) -> HeaderValue {
+        HeaderValue::from_str(value).unwrap()
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        let now = at(1_000_000);
+        assert_eq!(
+            parse_retry_after(&header("120"), now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(&header(" 0 "), now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after(&header("99999999999999999999999"), now),
+            Some(Duration::MAX)
+        );
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date() {
+        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777 seconds after the epoch.
+        let date = header("Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            parse_retry_after(&date, at(784_111_777 - 30)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after(&date, at(784_111_777 + 30)),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn garbage_retry_after_is_ignored() {
+        let now = at(1_000_000);
+        for bad in ["", "soon", "-5", "1.5", "12s", "Sun, 06 Nov 1994"] {
+            assert_eq!(parse_retry_after(&header(bad), now), None, "{bad:?}");
+        }
+        let not_text = HeaderValue::from_bytes(b"\xff12").unwrap();
+        assert_eq!(parse_retry_after(&not_text, now), None);
     }
 }

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use url::Url;
 use weft_config::{AttributeValue, Event};
 
-use super::Failure;
+use super::outcome::Failure;
 
 /// The extension naming the target whose delivery failed.
 pub const ERROR_DEST: &str = "knativeerrordest";
@@ -56,15 +56,18 @@ pub fn dead_letter_event(original: &Event, failed_target: &Url, failure: &Failur
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+    use weft_e2e::event;
 
     use super::*;
 
     fn original() -> Event {
-        let mut e = Event::new("1", "/src", "com.example").unwrap();
-        e.set_subject(Some("s".into())).unwrap();
-        e.set_extension("mine", AttributeValue::Integer(4)).unwrap();
-        e.set_data(Some(Bytes::from_static(b"payload")));
-        e
+        event("com.example")
+            .id("1")
+            .source("/src")
+            .subject("s")
+            .ext_int("mine", 4)
+            .data("text/plain", "payload")
+            .build()
     }
 
     fn failure(status: Option<u16>, body: Bytes) -> Failure {

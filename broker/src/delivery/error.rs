@@ -1,5 +1,5 @@
 //! [`DeliveryError`]: why one attempt to deliver an event failed, and what that means for
-//! retrying, dead letters and metrics.
+//! retrying, dead letters and metrics; [`ReplyError`]: why a sink's reply was not stored.
 
 use std::time::Duration;
 
@@ -9,7 +9,6 @@ use tower::BoxError;
 use weft_config::EventError;
 
 use super::classify::ResponseClass;
-use super::reply::ReplyError;
 
 /// Why one attempt to deliver an event failed.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +124,7 @@ impl DeliveryError {
         }
     }
 
-    /// The error and its chain of causes on one line, for logs and [`super::Failure`].
+    /// The error and its chain of causes on one line, for logs and [`Failure`](super::Failure).
     pub fn describe(&self) -> String {
         let mut text = self.to_string();
         let mut cause = std::error::Error::source(self);
@@ -148,6 +147,35 @@ impl DeliveryError {
             Err(_elapsed) => DeliveryError::Timeout {
                 after: limit.unwrap_or_default(),
             },
+        }
+    }
+}
+
+/// Why a reply event was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// The broker refuses the reply as it is (an invalid hop count, …); storing it again
+    /// would fail the same way, so the delivery is not retried.
+    #[error("the broker rejected it: {reason}")]
+    Rejected {
+        /// Why, as a short phrase.
+        reason: String,
+    },
+    /// The broker's channel could not append the reply; a later attempt may succeed.
+    #[error("the channel could not append it: {reason}")]
+    Store {
+        /// What the channel reported.
+        reason: String,
+    },
+}
+
+impl ReplyError {
+    /// Whether delivering the original again (and so storing its reply again) could
+    /// succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ReplyError::Rejected { .. } => false,
+            ReplyError::Store { .. } => true,
         }
     }
 }

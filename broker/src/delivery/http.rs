@@ -25,11 +25,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 use url::Url;
+use weft_config::event::extensions::{TRACEPARENT, TRACESTATE, TTL_EXTENSION};
 use weft_config::event::http::{STRUCTURED_JSON, encode_binary, encode_structured};
 use weft_config::{Event, EventFormat};
 
 use super::error::DeliveryError;
-use crate::ingress::admit::{TRACEPARENT, TRACESTATE, TTL_EXTENSION};
 
 /// The most bytes read from a response body: enough for any reply the ingress would take,
 /// and a bound on what a misbehaving sink can make Weft buffer.
@@ -83,8 +83,8 @@ impl Outgoing {
             }
         };
         headers.insert(PREFER, HeaderValue::from_static("reply"));
-        // The event's trace context (see `admit::adopt_trace_context`) as W3C Trace
-        // Context headers, which is where the sink's tracing looks for its parent.
+        // The event's trace context (the ingress keeps the request's with the event) as W3C
+        // Trace Context headers, which is where the sink's tracing looks for its parent.
         for (extension, header) in [
             (TRACEPARENT, TRACEPARENT_HEADER),
             (TRACESTATE, TRACESTATE_HEADER),
@@ -251,20 +251,19 @@ mod tests {
 
     use http_body_util::StreamBody;
     use hyper::body::Frame;
-    use weft_config::AttributeValue;
+    use weft_e2e::event;
+    use weft_e2e::producer::EventBuilder;
 
     use super::*;
 
-    fn event() -> Event {
-        let mut e = Event::new("1", "/src", "com.example").unwrap();
-        e.set_extension(TTL_EXTENSION, AttributeValue::String("254".into()))
-            .unwrap();
-        e.set_extension("other", AttributeValue::String("x".into()))
-            .unwrap();
-        e.set_data(Some(Bytes::from_static(b"{\"a\":1}")));
-        e.set_datacontenttype(Some("application/json".into()))
-            .unwrap();
-        e
+    /// An event with a hop count, another extension and JSON data.
+    fn sample() -> EventBuilder {
+        event("com.example")
+            .id("1")
+            .source("/src")
+            .ext(TTL_EXTENSION, "254")
+            .ext("other", "x")
+            .json(r#"{"a":1}"#)
     }
 
     #[test]
@@ -274,7 +273,7 @@ mod tests {
 
     #[test]
     fn binary_mode_strips_the_ttl_and_asks_for_replies() {
-        let out = Outgoing::encode(event(), EventFormat::Binary);
+        let out = Outgoing::encode(sample().build(), EventFormat::Binary);
         assert!(out.headers.get(TTL_HEADER).is_none());
         assert_eq!(out.headers["ce-other"], "x");
         assert_eq!(out.headers["ce-id"], "1");
@@ -287,7 +286,7 @@ mod tests {
 
     #[test]
     fn json_mode_is_structured_without_the_ttl() {
-        let out = Outgoing::encode(event(), EventFormat::Json);
+        let out = Outgoing::encode(sample().build(), EventFormat::Json);
         assert_eq!(out.headers[CONTENT_TYPE], STRUCTURED_JSON);
         assert_eq!(out.headers["prefer"], "reply");
         assert!(out.headers.get("ce-id").is_none());
@@ -303,16 +302,15 @@ mod tests {
         let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         for format in [EventFormat::Binary, EventFormat::Json] {
             assert!(
-                Outgoing::encode(event(), format)
+                Outgoing::encode(sample().build(), format)
                     .headers
                     .get(TRACEPARENT)
                     .is_none()
             );
-            let mut e = event();
-            e.set_extension(TRACEPARENT, AttributeValue::String(parent.into()))
-                .unwrap();
-            e.set_extension(TRACESTATE, AttributeValue::String("congo=t61".into()))
-                .unwrap();
+            let e = sample()
+                .ext(TRACEPARENT, parent)
+                .ext(TRACESTATE, "congo=t61")
+                .build();
             let out = Outgoing::encode(e, format);
             assert_eq!(out.headers[TRACEPARENT], parent, "{format:?}");
             assert_eq!(out.headers[TRACESTATE], "congo=t61", "{format:?}");
@@ -351,7 +349,7 @@ mod tests {
 
     #[test]
     fn attempts_are_counted_from_one() {
-        let out = Outgoing::encode(event(), EventFormat::Binary);
+        let out = Outgoing::encode(sample().build(), EventFormat::Binary);
         assert_eq!(out.attempts(), 0);
         assert_eq!(out.start_attempt(), 1);
         assert_eq!(out.start_attempt(), 2);

@@ -15,15 +15,18 @@
 //! through the dead-letter sink's own `SinkService`.
 //!
 //! # Layout
-//! - `classify`: [`ResponseClass`], status codes to success / retry / fail.
+//! Each module uses only those listed before it; this one composes them.
+//! - `classify`: [`ResponseClass`], status codes to success / retry / fail; `Retry-After`.
 //! - `backoff`: [`Backoff`], the wait before each retry.
-//! - `policy`: the `tower::retry::Policy` (retry cap, backoff, Retry-After).
-//! - `attempt`: the per-attempt layer (span, metrics, judging the response).
-//! - `reply`: judging a response; [`ReplySink`], where replies go.
-//! - `http`: the encoded request, the response, the HTTP service, [`http_client`].
 //! - `tls`: TLS for `https://` sinks, with the system's root certificates.
+//! - `error`: [`DeliveryError`], why an attempt failed; [`ReplyError`], why a reply was
+//!   not stored.
+//! - `outcome`: [`Outcome`] and [`Failure`], how a whole delivery ended.
 //! - `dead_letter`: [`dead_letter_event`] and its error extensions.
-//! - `error`: [`DeliveryError`], why an attempt failed.
+//! - `http`: the encoded request, the response, the HTTP service, [`http_client`].
+//! - `policy`: the `tower::retry::Policy` (retry cap, backoff, Retry-After).
+//! - `reply`: judging a response; [`ReplySink`], where replies go.
+//! - `attempt`: the per-attempt layer (span, metrics, judging the response).
 
 mod attempt;
 mod backoff;
@@ -31,6 +34,7 @@ mod classify;
 mod dead_letter;
 mod error;
 mod http;
+mod outcome;
 mod policy;
 mod reply;
 mod tls;
@@ -41,7 +45,6 @@ use std::time::Duration;
 
 use ::http::StatusCode;
 use ::http::header::{HeaderName, HeaderValue};
-use bytes::Bytes;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tracing::Instrument;
@@ -52,64 +55,17 @@ use self::attempt::AttemptLayer;
 use self::http::{HttpSink, Outgoing, SinkResponse};
 use self::policy::DeliveryPolicy;
 
+pub use self::attempt::{ATTEMPT_DURATION, ATTEMPTS};
 pub use self::backoff::Backoff;
 pub use self::classify::ResponseClass;
 pub use self::dead_letter::{ERROR_CODE, ERROR_DATA, ERROR_DEST, dead_letter_event};
-pub use self::error::DeliveryError;
+pub use self::error::{DeliveryError, ReplyError};
 pub use self::http::{DeliveryClient, http_client};
-pub use self::reply::{ReplyError, ReplySink};
-
-/// Attempts made to deliver events (labels: `outcome`: `delivered`, `status_retriable`,
-/// `status_permanent`, `timeout`, `transport`, `malformed_reply`, `reply_not_stored`).
-pub const ATTEMPTS: &str = "weft_delivery_attempts_total";
-/// How long each attempt took, reply storage included (labels: `outcome`, as
-/// [`ATTEMPTS`]).
-pub const ATTEMPT_DURATION: &str = "weft_delivery_attempt_duration_seconds";
+pub use self::outcome::{Failure, Outcome};
+pub use self::reply::ReplySink;
 
 /// The header naming the namespace of the trigger a delivery is for.
 const KN_NAMESPACE: HeaderName = HeaderName::from_static("kn-namespace");
-
-/// How delivering an event ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The sink accepted the event (and its reply, if any, was stored).
-    Delivered {
-        /// The sink's 2xx status.
-        status: u16,
-        /// Attempts made, the successful one included.
-        attempts: u32,
-    },
-    /// The sink did not accept the event: retries are spent or the failure is permanent.
-    Failed(Failure),
-}
-
-/// Why an event was not delivered: the last attempt's failure.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// The last HTTP status (502 for a malformed reply); `None` for a connection error, a
-    /// timeout or a reply that could not be stored.
-    pub status: Option<u16>,
-    /// The last response body (at most 1 MiB of it); empty when there was none.
-    pub body: Bytes,
-    /// Attempts made.
-    pub attempts: u32,
-    /// Whether the last failure was retriable (retries ran out) rather than permanent.
-    pub retriable: bool,
-    /// The failure for logs: `503 Service Unavailable`, `timed out after 1s`, …
-    pub reason: String,
-}
-
-impl Failure {
-    fn new(error: &DeliveryError, attempts: u32) -> Self {
-        Failure {
-            status: error.status().map(|s| s.as_u16()),
-            body: error.body(),
-            attempts,
-            retriable: error.is_retriable(),
-            reason: error.describe(),
-        }
-    }
-}
 
 /// Delivers events to one sink with one DeliverySpec. Cheap to clone and shareable: every
 /// [`deliver`](SinkService::deliver) call runs on its own clone of the stack.

@@ -7,9 +7,9 @@
 //! timer inside the delivery's own future, so a waiting event never blocks other events.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use tokio::time::Sleep;
 use tower::retry::Policy;
 use weft_config::DeliveryConfig;
@@ -78,71 +78,13 @@ impl Policy<Arc<Outgoing>, StatusCode, DeliveryError> for DeliveryPolicy {
     }
 }
 
-/// Reads a `Retry-After` value: delay-seconds or an HTTP-date, relative to `now`. A date
-/// in the past means no wait; anything else unreadable is ignored.
-pub(crate) fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
-    let text = value.to_str().ok()?.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        // Only digits: the parse can fail only by overflowing, which means "very long".
-        return Some(text.parse().map_or(Duration::MAX, Duration::from_secs));
-    }
-    let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
     use weft_config::BackoffPolicy;
 
     use super::*;
-    use crate::delivery::reply::ReplyError;
-
-    fn at(secs: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-    }
-
-    fn header(value: &str) -> HeaderValue {
-        HeaderValue::from_str(value).unwrap()
-    }
-
-    #[test]
-    fn retry_after_in_seconds() {
-        let now = at(1_000_000);
-        assert_eq!(
-            parse_retry_after(&header("120"), now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after(&header(" 0 "), now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after(&header("99999999999999999999999"), now),
-            Some(Duration::MAX)
-        );
-    }
-
-    #[test]
-    fn retry_after_as_an_http_date() {
-        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777 seconds after the epoch.
-        let date = header("Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(
-            parse_retry_after(&date, at(784_111_777 - 30)),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_retry_after(&date, at(784_111_777 + 30)),
-            Some(Duration::ZERO)
-        );
-    }
-
-    #[test]
-    fn garbage_retry_after_is_ignored() {
-        let now = at(1_000_000);
-        for bad in ["", "soon", "-5", "1.5", "12s", "Sun, 06 Nov 1994"] {
-            assert_eq!(parse_retry_after(&header(bad), now), None, "{bad:?}");
-        }
-        let not_text = HeaderValue::from_bytes(b"\xff12").unwrap();
-        assert_eq!(parse_retry_after(&not_text, now), None);
-    }
+    use crate::delivery::error::ReplyError;
 
     fn config(retry: u32, retry_after_max: Option<u64>) -> DeliveryConfig {
         DeliveryConfig {

@@ -13,10 +13,9 @@ use http::header::RETRY_AFTER;
 use weft_config::Event;
 use weft_config::event::http::decode_one;
 
-use super::classify::ResponseClass;
-use super::error::DeliveryError;
+use super::classify::{ResponseClass, parse_retry_after};
+use super::error::{DeliveryError, ReplyError};
 use super::http::{MAX_RESPONSE_BODY, SinkResponse};
-use super::policy::parse_retry_after;
 
 /// The header that marks a binary-mode event, even one without data.
 const CE_SPECVERSION: &str = "ce-specversion";
@@ -28,35 +27,6 @@ pub trait ReplySink: Send + Sync {
     /// Stores `reply`, which a sink returned for `original`. An error fails the attempt
     /// that delivered `original`; it is retried when [`ReplyError::is_retriable`].
     async fn store(&self, original: &Event, reply: Event) -> Result<(), ReplyError>;
-}
-
-/// Why a reply event was not stored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplyError {
-    /// The broker refuses the reply as it is (an invalid hop count, …); storing it again
-    /// would fail the same way, so the delivery is not retried.
-    #[error("the broker rejected it: {reason}")]
-    Rejected {
-        /// Why, as a short phrase.
-        reason: String,
-    },
-    /// The broker's channel could not append the reply; a later attempt may succeed.
-    #[error("the channel could not append it: {reason}")]
-    Store {
-        /// What the channel reported.
-        reason: String,
-    },
-}
-
-impl ReplyError {
-    /// Whether delivering the original again (and so storing its reply again) could
-    /// succeed.
-    pub fn is_retriable(&self) -> bool {
-        match self {
-            ReplyError::Rejected { .. } => false,
-            ReplyError::Store { .. } => true,
-        }
-    }
 }
 
 /// Turns one attempt's response into its result: the success status, or why it failed.
@@ -121,6 +91,7 @@ mod tests {
     use bytes::Bytes;
     use http::{HeaderMap, HeaderValue};
     use weft_config::event::http::encode_binary;
+    use weft_e2e::event;
 
     use super::*;
 
@@ -156,9 +127,13 @@ mod tests {
         }
     }
 
-    fn reply_response(code: u16, data: Option<&'static [u8]>) -> SinkResponse {
-        let mut reply = Event::new("r1", "/sink", "com.example.reply").unwrap();
-        reply.set_data(data.map(Bytes::from_static));
+    fn reply_response(code: u16, data: Option<&'static str>) -> SinkResponse {
+        let reply = event("com.example.reply").id("r1").source("/sink");
+        let reply = match data {
+            Some(json) => reply.json(json),
+            None => reply.without_data(),
+        }
+        .build();
         let mut headers = HeaderMap::new();
         let body = encode_binary(&reply, &mut headers);
         SinkResponse {
@@ -170,13 +145,13 @@ mod tests {
     }
 
     fn original() -> Event {
-        Event::new("o1", "/src", "com.example").unwrap()
+        event("com.example").id("o1").source("/src").build()
     }
 
     #[tokio::test]
     async fn a_200_reply_is_stored_with_its_original() {
         let sink = Recorder::default();
-        let status = judge(reply_response(200, Some(b"{}")), &original(), Some(&sink))
+        let status = judge(reply_response(200, Some("{}")), &original(), Some(&sink))
             .await
             .unwrap();
         assert_eq!(status, StatusCode::OK);
@@ -201,7 +176,7 @@ mod tests {
     async fn a_202_or_empty_200_is_no_reply() {
         let sink = Recorder::default();
         assert_eq!(
-            judge(reply_response(202, Some(b"{}")), &original(), Some(&sink))
+            judge(reply_response(202, Some("{}")), &original(), Some(&sink))
                 .await
                 .unwrap(),
             StatusCode::ACCEPTED
@@ -255,7 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversized_reply_fails() {
-        let mut r = reply_response(200, Some(b"{}"));
+        let mut r = reply_response(200, Some("{}"));
         r.truncated = true;
         let err = judge(r, &original(), Some(&Recorder::default()))
             .await
@@ -272,7 +247,7 @@ mod tests {
             }),
             ..Recorder::default()
         };
-        let err = judge(reply_response(200, Some(b"{}")), &original(), Some(&sink))
+        let err = judge(reply_response(200, Some("{}")), &original(), Some(&sink))
             .await
             .unwrap_err();
         assert!(matches!(err, DeliveryError::Reply { .. }));

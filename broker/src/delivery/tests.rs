@@ -12,7 +12,8 @@ use tokio::time::Instant;
 use tower::service_fn;
 use url::Url;
 use weft_config::event::http::encode_binary;
-use weft_config::{AttributeValue, BackoffPolicy, DeliveryConfig, Event};
+use weft_config::{BackoffPolicy, DeliveryConfig, Event};
+use weft_e2e::event;
 
 use super::*;
 
@@ -95,8 +96,11 @@ fn service(
                     Ok(respond(code, headers, Bytes::new()))
                 }
                 Step::Reply => {
-                    let mut reply = Event::new("reply-1", "/sink", "com.example.reply").unwrap();
-                    reply.set_data(Some(Bytes::from_static(b"hi")));
+                    let reply = event("com.example.reply")
+                        .id("reply-1")
+                        .source("/sink")
+                        .data("text/plain", "hi")
+                        .build();
                     let mut headers = HeaderMap::new();
                     let body = encode_binary(&reply, &mut headers);
                     Ok(respond(200, headers, body))
@@ -118,11 +122,13 @@ fn config(retry: u32, policy: BackoffPolicy, delay_ms: u64) -> DeliveryConfig {
     }
 }
 
-fn event() -> Event {
-    let mut e = Event::new("e-1", "/src", "com.example").unwrap();
-    e.set_extension("knativebrokerttl", AttributeValue::String("200".into()))
-        .unwrap();
-    e
+/// The event the tests deliver, with a hop count.
+fn sample() -> Event {
+    event("com.example")
+        .id("e-1")
+        .source("/src")
+        .ext("knativebrokerttl", "200")
+        .build()
 }
 
 fn failure(outcome: Outcome) -> Failure {
@@ -140,7 +146,7 @@ const fn secs(s: f64) -> Duration {
 async fn exponential_retries_are_spaced_by_the_backoff() {
     let script = Script::new([Step::Status(503), Step::Status(503), Step::Status(200)]);
     let sink = service(&script, &config(3, BackoffPolicy::Exponential, 1000), None);
-    let outcome = sink.deliver(event()).await;
+    let outcome = sink.deliver(sample()).await;
     assert_eq!(
         outcome,
         Outcome::Delivered {
@@ -160,7 +166,7 @@ async fn linear_retries_until_spent_then_fail_as_retriable() {
         Step::StatusBody(500, "still broken"),
     ]);
     let sink = service(&script, &config(3, BackoffPolicy::Linear, 500), None);
-    let f = failure(sink.deliver(event()).await);
+    let f = failure(sink.deliver(sample()).await);
     assert_eq!(f.status, Some(500));
     assert_eq!(f.attempts, 4);
     assert!(f.retriable);
@@ -179,7 +185,7 @@ async fn backoff_max_caps_the_waits() {
     ]);
     let mut c = config(5, BackoffPolicy::Exponential, 1000);
     c.backoff_max = Some(secs(1.5));
-    let outcome = service(&script, &c, None).deliver(event()).await;
+    let outcome = service(&script, &c, None).deliver(sample()).await;
     assert_eq!(
         outcome,
         Outcome::Delivered {
@@ -199,7 +205,7 @@ async fn retry_after_stretches_the_wait_up_to_its_max() {
     ]);
     let mut c = config(3, BackoffPolicy::Exponential, 1000);
     c.retry_after_max = Some(secs(10.0));
-    let outcome = service(&script, &c, None).deliver(event()).await;
+    let outcome = service(&script, &c, None).deliver(sample()).await;
     assert!(matches!(outcome, Outcome::Delivered { attempts: 3, .. }));
     assert_eq!(script.gaps(), [secs(5.0), secs(10.0)]);
 }
@@ -208,7 +214,7 @@ async fn retry_after_stretches_the_wait_up_to_its_max() {
 async fn retry_after_is_ignored_without_retry_after_max() {
     let script = Script::new([Step::RetryAfter(429, "5"), Step::Status(200)]);
     let c = config(3, BackoffPolicy::Exponential, 1000);
-    service(&script, &c, None).deliver(event()).await;
+    service(&script, &c, None).deliver(sample()).await;
     assert_eq!(script.gaps(), [secs(1.0)]);
 }
 
@@ -218,7 +224,7 @@ async fn permanent_failures_are_not_retried() {
         let script = Script::new([Step::StatusBody(code, "no")]);
         let f = failure(
             service(&script, &config(5, BackoffPolicy::Linear, 100), None)
-                .deliver(event())
+                .deliver(sample())
                 .await,
         );
         assert_eq!(f.status, Some(code), "{code}");
@@ -234,7 +240,7 @@ async fn no_delivery_spec_means_a_single_attempt() {
     let script = Script::new([Step::Status(503)]);
     let f = failure(
         service(&script, &DeliveryConfig::default(), None)
-            .deliver(event())
+            .deliver(sample())
             .await,
     );
     assert_eq!((f.attempts, f.retriable), (1, true));
@@ -246,7 +252,7 @@ async fn the_timeout_applies_to_each_attempt() {
     let mut c = config(2, BackoffPolicy::Exponential, 1000);
     c.timeout = Some(secs(1.0));
     let started = Instant::now();
-    let outcome = service(&script, &c, None).deliver(event()).await;
+    let outcome = service(&script, &c, None).deliver(sample()).await;
     assert_eq!(
         outcome,
         Outcome::Delivered {
@@ -264,7 +270,7 @@ async fn timeouts_fail_without_a_status() {
     let script = Script::new([Step::Hang, Step::Hang]);
     let mut c = config(1, BackoffPolicy::Exponential, 100);
     c.timeout = Some(secs(1.0));
-    let f = failure(service(&script, &c, None).deliver(event()).await);
+    let f = failure(service(&script, &c, None).deliver(sample()).await);
     assert_eq!(f.status, None);
     assert!(f.body.is_empty());
     assert_eq!(f.attempts, 2);
@@ -310,7 +316,7 @@ async fn a_reply_that_cannot_be_stored_is_retried() {
         &config(3, BackoffPolicy::Exponential, 1000),
         Some(replies.clone()),
     );
-    let outcome = sink.deliver(event()).await;
+    let outcome = sink.deliver(sample()).await;
     assert_eq!(
         outcome,
         Outcome::Delivered {
@@ -345,7 +351,7 @@ async fn a_rejected_reply_fails_at_once() {
         &config(3, BackoffPolicy::Exponential, 1000),
         Some(replies),
     );
-    let f = failure(sink.deliver(event()).await);
+    let f = failure(sink.deliver(sample()).await);
     assert_eq!((f.status, f.attempts, f.retriable), (None, 1, false));
 }
 
@@ -361,7 +367,7 @@ async fn a_malformed_reply_is_retried_like_a_502() {
         &config(1, BackoffPolicy::Exponential, 1000),
         Some(replies.clone()),
     );
-    let f = failure(sink.deliver(event()).await);
+    let f = failure(sink.deliver(sample()).await);
     assert_eq!(f.status, Some(502));
     assert_eq!(f.body.as_ref(), b"still not");
     assert_eq!((f.attempts, f.retriable), (2, true));
@@ -378,8 +384,8 @@ async fn deliveries_share_nothing_but_the_config() {
         Step::Status(200),
     ]);
     let sink = service(&script, &config(1, BackoffPolicy::Exponential, 1000), None);
-    let first = sink.clone().deliver(event()).await;
-    let second = sink.deliver(event()).await;
+    let first = sink.clone().deliver(sample()).await;
+    let second = sink.deliver(sample()).await;
     assert_eq!(first, second);
     assert!(matches!(first, Outcome::Delivered { attempts: 2, .. }));
 }

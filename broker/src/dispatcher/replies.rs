@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use weft_channels::Channel;
+use weft_config::event::extensions::TTL_EXTENSION;
 use weft_config::{Event, ObjectKey};
 
 use crate::delivery::{ReplyError, ReplySink};
@@ -33,7 +34,7 @@ impl ReplySink for BrokerReplies {
             metrics::counter!(telemetry::DISPATCH_REPLIES_EXPIRED, "trigger" => self.trigger.to_string()).increment(1);
             return Ok(());
         }
-        reply.remove_extension(admit::TTL_EXTENSION);
+        reply.remove_extension(TTL_EXTENSION);
         admit::set_ttl(&mut reply, ttl as i32);
         admit::admit(&mut reply, &admit::now_rfc3339()).map_err(|e| ReplyError::Rejected {
             reason: e.to_string(),

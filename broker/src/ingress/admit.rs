@@ -2,19 +2,11 @@
 //! arrival time and the hop limit that stops reply loops; and, for producers' events, the
 //! request's W3C trace context.
 
+use weft_config::event::extensions::{ARRIVAL_EXTENSION, TRACEPARENT, TRACESTATE, TTL_EXTENSION};
 use weft_config::event::{AttributeValue, Event};
 
-/// The extension carrying the remaining hops before an event is dropped.
-pub const TTL_EXTENSION: &str = "knativebrokerttl";
-/// The extension carrying the time the ingress accepted an event.
-pub const ARRIVAL_EXTENSION: &str = "knativearrivaltime";
 /// The hop limit given to events that arrive without one.
 pub const DEFAULT_TTL: i32 = 255;
-/// The CloudEvents Distributed Tracing extension, and the W3C Trace Context header of the
-/// same name.
-pub const TRACEPARENT: &str = "traceparent";
-/// The vendor part of the trace context, extension and header alike.
-pub const TRACESTATE: &str = "tracestate";
 
 /// Why an event may not enter a broker.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,15 +108,17 @@ pub fn now_rfc3339() -> String {
 
 #[cfg(test)]
 mod tests {
+    use weft_e2e::event;
+
     use super::*;
 
     fn event_with_ttl(ttl: Option<&str>) -> Event {
-        let mut e = Event::new("1", "/s", "t").unwrap();
-        if let Some(t) = ttl {
-            e.set_extension(TTL_EXTENSION, AttributeValue::String(t.into()))
-                .unwrap();
+        let e = event("t").id("1").source("/s");
+        match ttl {
+            Some(t) => e.ext(TTL_EXTENSION, t),
+            None => e,
         }
-        e
+        .build()
     }
 
     #[test]
@@ -149,9 +143,7 @@ mod tests {
         assert_eq!(text(&e, TRACESTATE).as_deref(), Some("congo=t61rcWkgMzE"));
 
         let own = "00-11111111111111111111111111111111-2222222222222222-00";
-        let mut e = event_with_ttl(None);
-        e.set_extension(TRACEPARENT, AttributeValue::String(own.into()))
-            .unwrap();
+        let mut e = event("t").ext(TRACEPARENT, own).build();
         adopt_trace_context(&mut e, Some(PARENT), Some("congo=x"));
         assert_eq!(text(&e, TRACEPARENT).as_deref(), Some(own));
         assert_eq!(text(&e, TRACESTATE), None);

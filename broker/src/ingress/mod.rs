@@ -32,6 +32,7 @@ use axum::routing::{any, get};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use weft_channels::{Channel, ChannelError};
 use weft_config::ObjectKey;
+use weft_config::event::extensions::{TRACEPARENT, TRACESTATE};
 use weft_config::event::http as binding;
 
 use self::listen::ClientLimits;
@@ -336,7 +337,7 @@ async fn publish(
     }
     let arrival = admit::now_rfc3339();
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let (traceparent, tracestate) = (header(admit::TRACEPARENT), header(admit::TRACESTATE));
+    let (traceparent, tracestate) = (header(TRACEPARENT), header(TRACESTATE));
     for event in &mut events {
         admit::adopt_trace_context(event, traceparent, tracestate);
         if let Err(e) = admit::admit(event, &arrival) {

@@ -12,14 +12,15 @@
 //! `config/crds/`), not from `BrokerResource::crd()`: only [`crds`] carries the validation
 //! rules and the structural fixes of [`schema`].
 //!
+//! Their `status` types, conditions and how to set them live in [`crate::status`], below
+//! the manifest types that name them; they are re-exported here.
+//!
 //! # Layout
-//! - [`status`]: `status` types, conditions and how to set them.
 //! - [`schema`]: the CRDs' bounds and CEL validation rules.
 //! - [`convert`]: cluster objects to folder manifests, validated into [`crate::Manifests`].
 
 pub mod convert;
 pub mod schema;
-pub mod status;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
@@ -27,12 +28,12 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 
 pub use crate::manifest::types::{BrokerResource, TriggerResource};
-pub use convert::{
-    CLUSTER_SOURCE, cluster_source, load_broker_resource, load_trigger_resource, manifests,
-};
-pub use status::{
+pub use crate::status::{
     Addressable, BrokerStatus, Condition, ConditionSeverity, ConditionStatus, READY, TriggerStatus,
     find_condition, set_condition,
+};
+pub use convert::{
+    CLUSTER_SOURCE, cluster_source, load_broker_resource, load_trigger_resource, manifests,
 };
 
 /// The label that marks what Weft installs, so `kubectl delete crd -l` finds it.

@@ -2,8 +2,10 @@
 //! Knative's admission webhook checks.
 //!
 //! - Structural schemas cannot refer to themselves, so the recursive filters (`all`, `any`,
-//!   `not`) are objects of any content below the first level, as in Knative's own CRD
-//!   (`nested_filters`, `nested_filter`). Weft's validation checks the nested levels.
+//!   `not`) are objects of any content below the first level, as in Knative's own CRD (the
+//!   manifest types say so where they derive their schema, see
+//!   [`SubscriptionsAPIFilter`](crate::manifest::SubscriptionsAPIFilter)). Weft's validation
+//!   checks the nested levels.
 //! - `nullable` is removed everywhere, so that a `null` is pruned like an absent field (as
 //!   Knative's CRD has it), and `has(self.x)` in a rule means "given".
 //! - `broker` and `trigger` add bounds and CEL rules (`x-kubernetes-validations`) at named
@@ -14,7 +16,6 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     JSON, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool, ValidationRule,
 };
-use schemars::{Schema, SchemaGenerator, json_schema};
 
 /// The most entries in `spec.filters`.
 pub const MAX_FILTERS: i64 = 64;
@@ -22,19 +23,6 @@ pub const MAX_FILTERS: i64 = 64;
 pub const MAX_FILTER_ATTRIBUTES: i64 = 64;
 /// The longest broker name: a Kubernetes object name.
 pub const MAX_NAME_LENGTH: i64 = 253;
-
-/// The schema of `all` and `any`: a list of filters whose content is not described.
-pub(crate) fn nested_filters(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-    })
-}
-
-/// The schema of `not`: a filter whose content is not described.
-pub(crate) fn nested_filter(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
-}
 
 /// A CEL rule and the message the API server answers with when it fails.
 fn rule(rule: &str, message: &str) -> ValidationRule {

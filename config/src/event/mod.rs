@@ -12,8 +12,11 @@
 //!   share.
 //! - [`http`]: the CloudEvents HTTP binding (binary, structured and batched modes).
 //! - [`codec`]: the compact binary form stored in channels.
+//! - [`extensions`]: the names of the extensions Weft stamps (hop count, arrival time,
+//!   trace context).
 
 pub mod codec;
+pub mod extensions;
 pub mod headers;
 pub mod http;
 mod json;

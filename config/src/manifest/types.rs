@@ -10,19 +10,19 @@
 //! The spec types also serialize (leaving out what is unset, so a value round-trips without
 //! nulls) and describe their JSON schema: [`BrokerSpec`] and [`TriggerSpec`] derive
 //! [`kube::CustomResource`], which generates the cluster objects [`BrokerResource`] and
-//! [`TriggerResource`] and their CRDs; [`crate::crd`] holds their status types, the CRDs'
-//! validation rules and the conversions back to [`Broker`] and [`Trigger`].
+//! [`TriggerResource`] and their CRDs, with the status types of [`crate::status`];
+//! [`crate::crd`] holds the CRDs' validation rules and the conversions back to [`Broker`]
+//! and [`Trigger`].
 
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::crd::schema::{nested_filter, nested_filters};
-use crate::crd::{BrokerStatus, TriggerStatus};
 use crate::model::ObjectKey;
+use crate::status::{BrokerStatus, TriggerStatus};
 
 /// The API group and version of Broker and Trigger.
 pub const EVENTING_API_VERSION: &str = "eventing.knative.dev/v1";
@@ -264,6 +264,19 @@ pub struct SubscriptionsAPIFilter {
     /// A CloudEvents SQL expression that must evaluate to true.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cesql: Option<String>,
+}
+
+/// The schema of `all` and `any`: a list of filters whose content is not described.
+fn nested_filters(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+/// The schema of `not`: a filter whose content is not described.
+fn nested_filter(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
 
 /// A Knative `Destination`: a `ref` to an Addressable, a `uri`, or a `uri` relative to the
