@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use crate::event::{AttributeRef, Event};
 
 use super::ast::{ArithmeticOp, ComparisonOp, Expr, Literal, LogicOp, Type};
-use super::{EvalError, Value};
+use super::value::{EvalError, Value};
 use crate::filter::text::{IntText, bool_text};
 
 /// The result of evaluating a node.

@@ -11,127 +11,13 @@ use std::ops::Range;
 
 use crate::event::Event;
 
-use super::ast::{Expr, Type};
+use super::ast::{Expr, Function, Type};
 use super::eval::{
     Failure, Outcome, finish, into_string, operand, to_boolean_explicit, to_integer, with_text,
 };
-use super::{EvalError, Value};
-
-/// A built-in function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Function {
-    /// `LENGTH(x)`: the number of characters.
-    Length,
-    /// `CONCAT(x1, …)`.
-    Concat,
-    /// `CONCAT_WS(delimiter, x1, …)`.
-    ConcatWs,
-    /// `LOWER(x)`.
-    Lower,
-    /// `UPPER(x)`.
-    Upper,
-    /// `TRIM(x)`: without leading and trailing Unicode whitespace.
-    Trim,
-    /// `LEFT(x, n)`: the first `n` characters.
-    Left,
-    /// `RIGHT(x, n)`: the last `n` characters.
-    Right,
-    /// `SUBSTRING(x, pos)` and `SUBSTRING(x, pos, len)`.
-    Substring,
-    /// `ABS(x)`.
-    Abs,
-    /// `INT(x)`: the explicit cast to Integer.
-    Int,
-    /// `BOOL(x)`: the explicit cast to Boolean.
-    Bool,
-    /// `STRING(x)`: the explicit cast to String.
-    String,
-    /// `IS_INT(x)`: whether `INT(x)` succeeds.
-    IsInt,
-    /// `IS_BOOL(x)`: whether `BOOL(x)` succeeds.
-    IsBool,
-}
-
-const ALL: [(&str, Function); 15] = [
-    ("LENGTH", Function::Length),
-    ("CONCAT", Function::Concat),
-    ("CONCAT_WS", Function::ConcatWs),
-    ("LOWER", Function::Lower),
-    ("UPPER", Function::Upper),
-    ("TRIM", Function::Trim),
-    ("LEFT", Function::Left),
-    ("RIGHT", Function::Right),
-    ("SUBSTRING", Function::Substring),
-    ("ABS", Function::Abs),
-    ("INT", Function::Int),
-    ("BOOL", Function::Bool),
-    ("STRING", Function::String),
-    ("IS_INT", Function::IsInt),
-    ("IS_BOOL", Function::IsBool),
-];
+use super::value::{EvalError, Value};
 
 impl Function {
-    /// Finds the function `name` (any case) taking `arity` arguments; the error says why
-    /// there is none.
-    pub(super) fn resolve(name: &str, arity: usize) -> Result<Function, String> {
-        let Some(&(canonical, function)) = ALL
-            .iter()
-            .find(|(known, _)| known.eq_ignore_ascii_case(name))
-        else {
-            return Err(format!(
-                "unknown function {name}; the built-in functions are {}",
-                ALL.map(|(n, _)| n).join(", ")
-            ));
-        };
-        let (min, max) = function.arity();
-        if arity < min || max.is_some_and(|max| arity > max) {
-            let takes = match max {
-                Some(max) if max == min => format!("{min} argument{}", plural(min)),
-                Some(max) => format!("{min} to {max} arguments"),
-                None => format!("at least {min} argument{}", plural(min)),
-            };
-            return Err(format!("{canonical} takes {takes}, not {arity}"));
-        }
-        Ok(function)
-    }
-
-    /// The fewest and most arguments (`None`: any number).
-    fn arity(self) -> (usize, Option<usize>) {
-        match self {
-            Function::Concat => (0, None),
-            Function::ConcatWs => (1, None),
-            Function::Left | Function::Right => (2, Some(2)),
-            Function::Substring => (2, Some(3)),
-            Function::Length
-            | Function::Lower
-            | Function::Upper
-            | Function::Trim
-            | Function::Abs
-            | Function::Int
-            | Function::Bool
-            | Function::String
-            | Function::IsInt
-            | Function::IsBool => (1, Some(1)),
-        }
-    }
-
-    /// The type of the result.
-    pub(super) fn result_type(self) -> Type {
-        match self {
-            Function::Length | Function::Abs | Function::Int => Type::Integer,
-            Function::Bool | Function::IsInt | Function::IsBool => Type::Boolean,
-            Function::Concat
-            | Function::ConcatWs
-            | Function::Lower
-            | Function::Upper
-            | Function::Trim
-            | Function::Left
-            | Function::Right
-            | Function::Substring
-            | Function::String => Type::String,
-        }
-    }
-
     /// Calls the function; `args` has an arity that [`Function::resolve`] accepted.
     pub(super) fn call<'a>(self, args: &'a [Expr], event: &'a Event) -> Outcome<'a> {
         let ty = self.result_type();
@@ -219,10 +105,6 @@ impl Function {
             Function::IsBool => Ok(Value::Boolean(to_boolean_explicit(&arg(0)?).1.is_none())),
         }
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// Concatenates the String casts of `args`, with `delimiter` between them.

@@ -5,7 +5,7 @@
 //! keyword. Signs are never part of integer tokens; the parser folds `-` followed by an
 //! integer into a negative literal, so `4 -1` and `4-1` both subtract.
 
-use super::{CompileError, CompileErrorKind};
+use super::error::{CompileError, CompileErrorKind};
 
 /// What a token is.
 #[derive(Debug, Clone, PartialEq, Eq)]

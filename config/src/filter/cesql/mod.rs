@@ -22,21 +22,23 @@
 //! - `lexer`: text to tokens with character offsets.
 //! - `parser`: tokens to the tree in `ast`, resolving functions and compiling LIKE
 //!   patterns (`like`).
+//! - `error`: compile errors; `value`: values and evaluation errors (below everything).
 //! - `eval`: evaluation and the type casts; `functions`: the built-in functions.
 
 mod ast;
+mod error;
 mod eval;
 mod functions;
 mod lexer;
 mod like;
 mod parser;
-
-use std::borrow::Cow;
-use std::fmt;
+mod value;
 
 use crate::event::Event;
 
+pub use error::{CompileError, CompileErrorKind};
 pub use parser::MAX_DEPTH;
+pub use value::{EvalError, Value};
 
 /// A compiled CESQL expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,76 +81,6 @@ pub struct Evaluation<'a> {
     pub value: Value<'a>,
     /// The first error, if any.
     pub error: Option<EvalError>,
-}
-
-/// A CESQL value. Strings borrow from the event or the expression where they can.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value<'a> {
-    /// A Boolean.
-    Boolean(bool),
-    /// A 32-bit signed Integer.
-    Integer(i32),
-    /// A String.
-    String(Cow<'a, str>),
-}
-
-impl Value<'_> {
-    /// The value with no borrows.
-    pub fn into_owned(self) -> Value<'static> {
-        match self {
-            Value::Boolean(b) => Value::Boolean(b),
-            Value::Integer(i) => Value::Integer(i),
-            Value::String(s) => Value::String(Cow::Owned(s.into_owned())),
-        }
-    }
-}
-
-impl fmt::Display for Value<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Boolean(b) => write!(f, "{b}"),
-            Value::Integer(i) => write!(f, "{i}"),
-            Value::String(s) => write!(f, "{s:?}"),
-        }
-    }
-}
-
-/// An error raised while evaluating (the specification's evaluation error types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum EvalError {
-    /// A math operation failed: division by zero, or a result outside 32 bits.
-    #[error("math error (division by zero or integer overflow)")]
-    Math,
-    /// A value could not be cast to the type an operator or function needs.
-    #[error("cast error")]
-    Cast,
-    /// The expression refers to an attribute the event does not have.
-    #[error("missing attribute")]
-    MissingAttribute,
-    /// A function was called with arguments outside its domain (e.g. `LEFT(x, -1)`).
-    #[error("function evaluation error")]
-    FunctionEvaluation,
-}
-
-/// Why an expression does not compile.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at position {position}: {message}")]
-pub struct CompileError {
-    /// What kind of problem it is.
-    pub kind: CompileErrorKind,
-    /// Where: the 0-based character offset in the expression.
-    pub position: usize,
-    /// What is wrong, and what would be valid.
-    pub message: String,
-}
-
-/// The kinds of compile errors (the specification's parse and missing-function errors).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompileErrorKind {
-    /// The text is not a valid expression.
-    Syntax,
-    /// A function that does not exist, or does not take that many arguments.
-    MissingFunction,
 }
 
 #[cfg(test)]

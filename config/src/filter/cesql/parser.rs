@@ -16,11 +16,10 @@
 //! the depth of the tree it builds, so no input can overflow the stack while parsing,
 //! evaluating or dropping an expression.
 
-use super::ast::{ArithmeticOp, ComparisonOp, Expr, Literal, LogicOp};
-use super::functions::Function;
+use super::ast::{ArithmeticOp, ComparisonOp, Expr, Function, Literal, LogicOp};
+use super::error::{CompileError, CompileErrorKind};
 use super::lexer::{Token, TokenKind, tokenize};
 use super::like::LikePattern;
-use super::{CompileError, CompileErrorKind};
 
 /// How deeply expressions may nest (parentheses, operators, function calls).
 pub const MAX_DEPTH: usize = 64;

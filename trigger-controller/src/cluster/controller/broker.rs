@@ -10,9 +10,10 @@ use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::{Resource, ResourceExt};
 use weft_config::crd::{self, Addressable, BrokerResource, BrokerStatus};
 
-use super::{
-    Context, FINALIZER, RESYNC, ReconcileError, WAITING, has_finalizer, key_of, measured, write,
+use super::context::{
+    Context, FINALIZER, RESYNC, ReconcileError, WAITING, has_finalizer, key_of, measured,
 };
+use super::write;
 use crate::ControllerError;
 use crate::cluster::retain;
 use crate::readiness::{self, BrokerFacts, Fallback, Readiness, Storage};

@@ -26,6 +26,7 @@
 
 mod backoff;
 mod broker;
+mod context;
 mod metrics;
 mod sink;
 mod trigger;
@@ -40,67 +41,23 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::finalizer;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use weft_channels::Channel;
-use weft_config::ObjectKey;
 use weft_config::crd::{BrokerResource, TriggerResource};
 
 use self::backoff::Backoff;
-use super::BrokerClass;
-use super::leader::{Candidate, LeaseTiming};
+use self::context::{Context, ReconcileError, key_of};
+pub use self::context::{ControllerOptions, FINALIZER};
+use super::leader::Candidate;
 use crate::ControllerError;
 use crate::serve::{bind, local_addr, open_channel, stop_signal, stopped};
 
-/// The finalizer that holds a deleted object until its storage is gone.
-pub const FINALIZER: &str = "eventing.weft.dev/storage";
 /// The Lease the controller replicas compete for.
 pub const LEASE_NAME: &str = "weft-controller";
 
-/// How soon a healthy object is looked at again, to follow refs that changed.
-const RESYNC: Duration = Duration::from_secs(300);
-/// How soon an object waiting for something (an unresolved ref, a missing broker) is
-/// looked at again.
-const WAITING: Duration = Duration::from_secs(10);
 /// How long a controller that shuts down tries to give its lease up.
 const RELEASE: Duration = Duration::from_secs(5);
-
-/// What `weft controller` needs to run.
-#[derive(Clone, Debug)]
-pub struct ControllerOptions {
-    /// The channel URL the data plane uses.
-    pub channel: String,
-    /// The ingress Service's URL; a Broker's address is `<ingress_url>/<namespace>/<name>`.
-    pub ingress_url: String,
-    /// Watch only this namespace (every namespace when `None`).
-    pub namespace: Option<String>,
-    /// Which Brokers are Weft's.
-    pub class: BrokerClass,
-    /// The namespace of the leader-election Lease.
-    pub lease_namespace: String,
-    /// This replica's name in the Lease.
-    pub identity: String,
-    /// The lease's timing.
-    pub lease: LeaseTiming,
-    /// Where `/healthz` and `/readyz` are served.
-    pub addr: String,
-    /// How long a deleted Broker or Trigger keeps its log or cursor (and its finalizer)
-    /// while that still holds undelivered events.
-    pub retention: Duration,
-}
-
-/// What every reconcile shares.
-struct Context {
-    client: Client,
-    channel: Arc<dyn Channel>,
-    options: ControllerOptions,
-    /// Records Kubernetes Events on objects whose `Ready` changed.
-    recorder: Recorder,
-    /// Consecutive failures per object, for the retry delay.
-    backoff: Backoff,
-}
 
 /// Runs the controller until `shutdown` completes, or fails when the lease is lost. Prints
 /// `weft controller serving /healthz and /metrics on http://ADDR` once it listens.
@@ -236,8 +193,6 @@ async fn reconcile_all(context: Arc<Context>) {
     tokio::join!(broker_controller, trigger_controller);
 }
 
-type ReconcileError = finalizer::Error<ControllerError>;
-
 /// A failed reconcile is tried again after a delay that doubles with each consecutive
 /// failure of the same object (1 s up to 5 min); a success starts it over.
 fn retry_later<K: Resource<DynamicType = ()>>(
@@ -249,38 +204,4 @@ fn retry_later<K: Resource<DynamicType = ()>>(
     let delay = context.backoff.failed(&key);
     tracing::warn!(object = %key, %error, retry_in = ?delay, "reconcile failed; will retry");
     Action::requeue(delay)
-}
-
-/// Runs one reconcile of `object` (a `kind`): counts and times it, and starts the object's
-/// retry delay over when it succeeds.
-async fn measured<K: Resource>(
-    kind: &'static str,
-    object: &K,
-    reconcile: impl Future<Output = Result<Action, ReconcileError>>,
-    context: &Context,
-) -> Result<Action, ReconcileError> {
-    let timer = metrics::Timer::start(kind);
-    let key = format!("{kind}/{}", key_of(object));
-    let result = reconcile.await;
-    if result.is_ok() {
-        context.backoff.succeeded(&key);
-    }
-    timer.finish(result.is_ok());
-    result
-}
-
-fn key_of(object: &impl Resource) -> ObjectKey {
-    let meta = object.meta();
-    ObjectKey::new(
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
-
-fn has_finalizer(object: &impl Resource) -> bool {
-    object
-        .meta()
-        .finalizers
-        .as_ref()
-        .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
 }

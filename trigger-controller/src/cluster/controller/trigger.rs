@@ -14,10 +14,11 @@ use weft_config::crd::{
     self, BrokerResource, READY, TriggerResource, TriggerStatus, find_condition,
 };
 
-use super::sink::{Sink, resolve_sink};
-use super::{
-    Context, FINALIZER, RESYNC, ReconcileError, WAITING, has_finalizer, key_of, measured, write,
+use super::context::{
+    Context, FINALIZER, RESYNC, ReconcileError, WAITING, has_finalizer, key_of, measured,
 };
+use super::sink::{Sink, resolve_sink};
+use super::write;
 use crate::ControllerError;
 use crate::cluster::resolve::resolve;
 use crate::cluster::{retain, uri_destination};

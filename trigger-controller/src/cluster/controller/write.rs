@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use weft_config::crd::{self, BrokerStatus, READY, TriggerStatus, find_condition};
 use weft_config::redact::redact_urls_in;
 
+use super::context::{Context, key_of};
 use super::metrics::READY_CHANGES;
-use super::{Context, key_of};
 use crate::ControllerError;
 
 /// A status with conditions.
