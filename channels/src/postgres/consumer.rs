@@ -24,7 +24,8 @@ use weft_config::ObjectKey;
 use weft_config::event::codec;
 
 use super::keeper::{Message, Release};
-use super::{Shared, lock, retrying, unavailable};
+use super::retry::{retrying, unavailable};
+use super::shared::{Shared, lock};
 use crate::ack::AckTracker;
 use crate::{AckHandle, ChannelError, Delivery, Subscription};
 

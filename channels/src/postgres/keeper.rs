@@ -26,8 +26,10 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 use weft_config::ObjectKey;
 
+use super::NOTIFY_TAKEOVER;
 use super::consumer::{Consumer, Progress};
-use super::{NOTIFY_TAKEOVER, Shared, lock, retrying, unavailable};
+use super::retry::{retrying, unavailable};
+use super::shared::{Shared, lock};
 use crate::ChannelError;
 
 /// How often progress is written. A crash loses at most this much of it, which only means

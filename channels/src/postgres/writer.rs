@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 use weft_config::ObjectKey;
 
-use super::{BACKEND, NOTIFY_NEW, Shared, retrying};
+use super::retry::retrying;
+use super::shared::Shared;
+use super::{BACKEND, NOTIFY_NEW};
 use crate::error::SharedError;
 use crate::{ChannelError, telemetry};
 

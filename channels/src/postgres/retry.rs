@@ -1,0 +1,49 @@
+//! Trying a statement again when its pooled connection turns out to be dead, and turning
+//! database errors into [`ChannelError`]s.
+
+use super::POOL_SIZE;
+use crate::ChannelError;
+
+/// Classifies a database error: a pool closed by `close` means the channel is closed,
+/// anything else that the server cannot serve the request now.
+pub(super) fn unavailable(error: sqlx::Error) -> ChannelError {
+    match error {
+        sqlx::Error::PoolClosed => ChannelError::Closed,
+        error => ChannelError::Unavailable {
+            source: Box::new(error),
+        },
+    }
+}
+
+/// Whether the error means the connection is gone (the server restarted, or an operator
+/// ended the session) rather than that the statement failed: the pool replaces such a
+/// connection, so the statement may be tried again on another.
+fn is_broken_connection(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        // Class 08: connection exception; 57P01..57P05: the server shut down, crashed,
+        // is starting, or an operator ended the session.
+        sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// Runs a database operation, and runs it again while the connection it got turns out to
+/// be broken (at most once per pooled connection): after a server restart every idle
+/// connection is dead, and callers should not see that. Only for operations that may run
+/// twice; see [`is_broken_connection`].
+pub(super) async fn retrying<T, F, Fut>(mut operation: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempts = 0;
+    loop {
+        match operation().await {
+            Err(error) if is_broken_connection(&error) && attempts < POOL_SIZE => attempts += 1,
+            result => return result,
+        }
+    }
+}
