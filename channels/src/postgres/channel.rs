@@ -14,7 +14,7 @@ use weft_config::event::codec;
 use weft_config::{Event, ObjectKey};
 
 use super::consumer::PostgresSubscription;
-use super::retry::{retrying, unavailable};
+use super::retry::{self, unavailable};
 use super::shared::lock;
 use super::{BACKEND, NOTIFY_NEW, PostgresChannel, keeper};
 use crate::{Channel, ChannelError, ParkedEvent, Subscription, telemetry};
@@ -46,15 +46,14 @@ impl Channel for PostgresChannel {
     async fn ensure_log(&self, broker: &ObjectKey) -> Result<(), ChannelError> {
         self.shared.check_open()?;
         let pool = &self.shared.pool;
-        retrying(|| async move {
+        retry::query(|| async move {
             sqlx::query(include_str!("sql/insert_broker.sql"))
                 .bind(&broker.namespace)
                 .bind(&broker.name)
                 .execute(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         // Another process may delete it in between; then appends report the log unknown.
         self.shared.lookup(broker).await.map(drop)
     }
@@ -65,7 +64,7 @@ impl Channel for PostgresChannel {
             return Ok(());
         };
         let pool = &self.shared.pool;
-        retrying(|| async move {
+        retry::query(|| async move {
             let mut tx = pool.begin().await?;
             // The broker first: that waits for its appenders, and stops new ones.
             sqlx::query(include_str!("sql/delete_broker.sql"))
@@ -83,8 +82,7 @@ impl Channel for PostgresChannel {
                 .await?;
             tx.commit().await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         self.shared.forget_log(broker, id);
         Ok(())
     }
@@ -92,13 +90,12 @@ impl Channel for PostgresChannel {
     async fn logs(&self) -> Result<Vec<ObjectKey>, ChannelError> {
         self.shared.check_open()?;
         let pool = &self.shared.pool;
-        let rows: Vec<(String, String)> = retrying(|| async move {
+        let rows: Vec<(String, String)> = retry::query(|| async move {
             sqlx::query_as(include_str!("sql/select_brokers.sql"))
                 .fetch_all(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         Ok(rows
             .into_iter()
             .map(|(namespace, name)| ObjectKey::new(namespace, name))
@@ -164,7 +161,7 @@ impl Channel for PostgresChannel {
     ) -> Result<(), ChannelError> {
         self.shared.check_open()?;
         let pool = &self.shared.pool;
-        retrying(|| async move {
+        retry::query(|| async move {
             sqlx::query(include_str!("sql/delete_cursor.sql"))
                 .bind(&broker.namespace)
                 .bind(&broker.name)
@@ -173,23 +170,21 @@ impl Channel for PostgresChannel {
                 .execute(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         Ok(())
     }
 
     async fn subscriptions(&self, broker: &ObjectKey) -> Result<Vec<ObjectKey>, ChannelError> {
         self.shared.check_open()?;
         let pool = &self.shared.pool;
-        let rows: Vec<(i64, Option<String>, Option<String>)> = retrying(|| async move {
+        let rows: Vec<(i64, Option<String>, Option<String>)> = retry::query(|| async move {
             sqlx::query_as(include_str!("sql/select_cursors.sql"))
                 .bind(&broker.namespace)
                 .bind(&broker.name)
                 .fetch_all(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         if rows.is_empty() {
             return Err(ChannelError::UnknownLog {
                 broker: broker.clone(),
@@ -206,7 +201,7 @@ impl Channel for PostgresChannel {
         // This process's acknowledgements count at once, not only after the next write.
         self.shared.flush(false).await?;
         let pool = &self.shared.pool;
-        let row: Option<(i64, Option<i64>)> = retrying(|| async move {
+        let row: Option<(i64, Option<i64>)> = retry::query(|| async move {
             sqlx::query_as(include_str!("sql/backlog.sql"))
                 .bind(&broker.namespace)
                 .bind(&broker.name)
@@ -215,8 +210,7 @@ impl Channel for PostgresChannel {
                 .fetch_optional(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         match row {
             None => Err(ChannelError::UnknownLog {
                 broker: broker.clone(),
@@ -238,7 +232,7 @@ impl Channel for PostgresChannel {
         let body = codec::encode(event);
         let body = body.as_ref();
         // Tried again on a broken connection: at worst the event is parked twice.
-        retrying(|| async move {
+        retry::query(|| async move {
             sqlx::query(include_str!("sql/insert_parked.sql"))
                 .bind(&broker.namespace)
                 .bind(&broker.name)
@@ -249,8 +243,7 @@ impl Channel for PostgresChannel {
                 .execute(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         telemetry::parked(BACKEND);
         Ok(())
     }
@@ -258,15 +251,14 @@ impl Channel for PostgresChannel {
     async fn parked(&self, broker: &ObjectKey) -> Result<Vec<ParkedEvent>, ChannelError> {
         self.shared.check_open()?;
         let pool = &self.shared.pool;
-        let rows = retrying(|| async move {
+        let rows = retry::query(|| async move {
             sqlx::query(include_str!("sql/select_parked.sql"))
                 .bind(&broker.namespace)
                 .bind(&broker.name)
                 .fetch_all(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         rows.into_iter()
             .map(|row| parked_event(broker, row))
             .collect()

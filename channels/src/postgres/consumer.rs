@@ -24,7 +24,7 @@ use weft_config::ObjectKey;
 use weft_config::event::codec;
 
 use super::keeper::{Message, Release};
-use super::retry::{retrying, unavailable};
+use super::retry;
 use super::shared::{Shared, lock};
 use crate::ack::AckTracker;
 use crate::{AckHandle, ChannelError, Delivery, Subscription};
@@ -191,7 +191,7 @@ impl Consumer {
             self.load(lease, from, to, rows);
             return Ok(());
         }
-        let rows: Vec<(i64, Vec<u8>)> = retrying(|| async move {
+        let rows: Vec<(i64, Vec<u8>)> = retry::query(|| async move {
             sqlx::query_as(include_str!("sql/select_events.sql"))
                 .bind(self.broker_id)
                 .bind(from)
@@ -199,8 +199,7 @@ impl Consumer {
                 .fetch_all(&self.shared.bookkeeping)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         let rows = rows
             .into_iter()
             .map(|(seq, body)| (seq, Bytes::from(body)))
@@ -323,7 +322,7 @@ async fn claim(
     let shared = &consumer.shared;
     let (trigger, id) = (&consumer.trigger, consumer.broker_id);
     let taken: Option<(i64, i64, i64, i64)> = if takeover {
-        retrying(|| async move {
+        retry::query(|| async move {
             sqlx::query_as(include_str!("sql/take_lease.sql"))
                 .bind(id)
                 .bind(&trigger.namespace)
@@ -333,8 +332,7 @@ async fn claim(
                 .fetch_optional(&shared.bookkeeping)
                 .await
         })
-        .await
-        .map_err(unavailable)?
+        .await?
     } else {
         None
     };
@@ -354,7 +352,7 @@ async fn claim(
         Option<i64>,
         Option<i64>,
     );
-    let row: Row = retrying(|| async move {
+    let row: Row = retry::query(|| async move {
         sqlx::query_as(include_str!("sql/claim_range.sql"))
             .bind(id)
             .bind(&trigger.namespace)
@@ -365,8 +363,7 @@ async fn claim(
             .fetch_one(&shared.bookkeeping)
             .await
     })
-    .await
-    .map_err(unavailable)?;
+    .await?;
     match row {
         (_, None, ..) => {
             shared.forget_log(&consumer.broker, id);

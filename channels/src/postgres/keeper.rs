@@ -28,7 +28,7 @@ use weft_config::ObjectKey;
 
 use super::NOTIFY_TAKEOVER;
 use super::consumer::{Consumer, Progress};
-use super::retry::{retrying, unavailable};
+use super::retry;
 use super::shared::{Shared, lock};
 use crate::ChannelError;
 
@@ -197,7 +197,7 @@ impl Keeper {
         let (pool, triggers_ref, progress_ref, released_ref) =
             (&self.shared.bookkeeping, &triggers, &progress, &released);
         let result =
-            retrying(|| write_progress(pool, triggers_ref, progress_ref, released_ref)).await;
+            retry::query(|| write_progress(pool, triggers_ref, progress_ref, released_ref)).await;
         match result {
             Ok(()) => {
                 for (consumer, moved) in &written {
@@ -212,7 +212,7 @@ impl Keeper {
             // Consumers report their progress again next time; releases are kept.
             Err(error) => {
                 self.releases = releases;
-                Err(unavailable(error))
+                Err(error)
             }
         }
     }
@@ -233,7 +233,7 @@ impl Keeper {
         }
         let (ids, epochs): (Vec<i64>, Vec<i64>) = held.iter().flat_map(|(_, h)| h).copied().unzip();
         let (ids, epochs, shared) = (&ids, &epochs, &self.shared);
-        let kept: Vec<i64> = retrying(|| async move {
+        let kept: Vec<i64> = retry::query(|| async move {
             sqlx::query_scalar(include_str!("sql/renew_leases.sql"))
                 .bind(ids)
                 .bind(epochs)
@@ -241,8 +241,7 @@ impl Keeper {
                 .fetch_all(&shared.bookkeeping)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         let kept: HashSet<i64> = kept.into_iter().collect();
         for (consumer, held) in held {
             let lost: HashSet<i64> = held
@@ -268,14 +267,13 @@ impl Keeper {
             return Ok(false);
         }
         let (watched_ref, pool) = (&watched, &self.shared.bookkeeping);
-        let logs: Vec<(i64, i64, bool)> = retrying(|| async move {
+        let logs: Vec<(i64, i64, bool)> = retry::query(|| async move {
             sqlx::query_as(include_str!("sql/watch_logs.sql"))
                 .bind(watched_ref)
                 .fetch_all(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         let mut heads = HashMap::with_capacity(logs.len());
         for (id, head, takeover) in logs {
             if takeover || self.heads.get(&id) != Some(&head) {
@@ -294,13 +292,12 @@ impl Keeper {
     /// passed; notes whether some log has more to delete.
     async fn retain(&mut self) -> Result<bool, ChannelError> {
         let pool = &self.shared.bookkeeping;
-        let bounds: Vec<(i64, i64, i64)> = retrying(|| async move {
+        let bounds: Vec<(i64, i64, i64)> = retry::query(|| async move {
             sqlx::query_as(include_str!("sql/retention_bounds.sql"))
                 .fetch_all(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         let mut more = false;
         let mut deleted = 0;
         for (id, bound, retained) in bounds {
@@ -309,7 +306,7 @@ impl Keeper {
             }
             let upto = bound.min(retained + RETENTION_CHUNK);
             more |= upto < bound;
-            let count: i64 = retrying(|| async move {
+            let count: i64 = retry::query(|| async move {
                 sqlx::query_scalar(include_str!("sql/delete_events.sql"))
                     .bind(id)
                     .bind(retained)
@@ -317,8 +314,7 @@ impl Keeper {
                     .fetch_one(pool)
                     .await
             })
-            .await
-            .map_err(unavailable)?;
+            .await?;
             deleted += count;
         }
         self.retention_more = more;

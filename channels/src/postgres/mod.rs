@@ -105,7 +105,6 @@ use tracing::info;
 use weft_config::ObjectKey;
 
 use self::keeper::Keeper;
-use self::retry::{retrying, unavailable};
 use self::shared::{Shared, lock};
 use self::writer::AppendRequest;
 use crate::error::BoxError;
@@ -254,12 +253,15 @@ impl PostgresChannel {
     /// How many events the broker's log still stores (retention deletes the rest).
     pub async fn stored_events(&self, broker: &ObjectKey) -> Result<u64, ChannelError> {
         self.shared.check_open()?;
-        let count: i64 = sqlx::query_scalar(include_str!("sql/count_events.sql"))
-            .bind(&broker.namespace)
-            .bind(&broker.name)
-            .fetch_one(&self.shared.pool)
-            .await
-            .map_err(unavailable)?;
+        let pool = &self.shared.pool;
+        let count: i64 = retry::query(|| async move {
+            sqlx::query_scalar(include_str!("sql/count_events.sql"))
+                .bind(&broker.namespace)
+                .bind(&broker.name)
+                .fetch_one(pool)
+                .await
+        })
+        .await?;
         Ok(count as u64)
     }
 
@@ -302,7 +304,7 @@ impl PostgresChannel {
     async fn cursor(&self, broker: &ObjectKey, trigger: &ObjectKey) -> Result<i64, ChannelError> {
         self.shared.check_open()?;
         let pool = &self.shared.pool;
-        let id: Option<i64> = retrying(|| async move {
+        let id: Option<i64> = retry::query(|| async move {
             sqlx::query_scalar(include_str!("sql/insert_cursor.sql"))
                 .bind(&broker.namespace)
                 .bind(&broker.name)
@@ -311,8 +313,7 @@ impl PostgresChannel {
                 .fetch_optional(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         id.ok_or_else(|| ChannelError::UnknownLog {
             broker: broker.clone(),
         })

@@ -1,5 +1,8 @@
-//! Trying a statement again when its pooled connection turns out to be dead, and turning
-//! database errors into [`ChannelError`]s.
+//! How this backend runs its statements: tried again when the pooled connection turns out
+//! to be dead ([`retrying`]), failures reported as [`ChannelError`]s ([`unavailable`]).
+//! Every call of the channel, its subscriptions and its keeper goes through [`query`];
+//! only the writer and its notifier, which report the database's own error, call
+//! [`retrying`] directly.
 
 use super::POOL_SIZE;
 use crate::ChannelError;
@@ -46,4 +49,14 @@ where
             result => return result,
         }
     }
+}
+
+/// Runs statements that may run twice, as [`retrying`] does, and reports a failure as
+/// [`unavailable`] classifies it: the one way this backend asks the database.
+pub(super) async fn query<T, F, Fut>(operation: F) -> Result<T, ChannelError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    retrying(operation).await.map_err(unavailable)
 }

@@ -13,7 +13,7 @@ use weft_config::ObjectKey;
 
 use super::consumer::Consumer;
 use super::keeper;
-use super::retry::{retrying, unavailable};
+use super::retry;
 use super::tail::Tail;
 use crate::ChannelError;
 
@@ -150,15 +150,14 @@ impl Shared {
 
     /// Looks the broker's id up in the database and caches it.
     pub(super) async fn lookup(&self, broker: &ObjectKey) -> Result<Option<i64>, ChannelError> {
-        let id: Option<i64> = retrying(|| async move {
+        let id: Option<i64> = retry::query(|| async move {
             sqlx::query_scalar(include_str!("sql/select_broker.sql"))
                 .bind(&broker.namespace)
                 .bind(&broker.name)
                 .fetch_optional(&self.pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         if let Some(id) = id {
             lock(&self.ids).insert(broker.clone(), id);
         }
