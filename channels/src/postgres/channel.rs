@@ -14,9 +14,10 @@ use weft_config::event::codec;
 use weft_config::{Event, ObjectKey};
 
 use super::consumer::PostgresSubscription;
+use super::progress::Message;
 use super::retry::{self, unavailable};
 use super::shared::lock;
-use super::{BACKEND, NOTIFY_NEW, PostgresChannel, keeper};
+use super::{BACKEND, NOTIFY_NEW, PostgresChannel};
 use crate::{Channel, ChannelError, ParkedEvent, Subscription, telemetry};
 
 fn parked_event(broker: &ObjectKey, row: PgRow) -> Result<ParkedEvent, ChannelError> {
@@ -140,6 +141,7 @@ impl Channel for PostgresChannel {
         let id = self.cursor(broker, trigger).await?;
         Ok(Box::new(PostgresSubscription::new(
             Arc::clone(&self.shared),
+            &self.consumers,
             broker.clone(),
             id,
             trigger.clone(),
@@ -276,12 +278,7 @@ impl Channel for PostgresChannel {
         }
         // The keeper writes the last progress and releases every lease still held.
         let (reply, done) = oneshot::channel();
-        if self
-            .shared
-            .keeper
-            .send(keeper::Message::Close(reply))
-            .is_ok()
-        {
+        if self.shared.keeper.send(Message::Close(reply)).is_ok() {
             let _ = done.await;
         }
         let keeper = lock(&self.keeper).take();

@@ -21,15 +21,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 use weft_config::ObjectKey;
 
 use super::NOTIFY_TAKEOVER;
-use super::consumer::{Consumer, Progress};
+use super::consumer::{Consumer, Consumers};
+use super::progress::{Message, Progress, Release};
 use super::retry;
-use super::shared::{Shared, lock};
+use super::shared::Shared;
 use crate::ChannelError;
 
 /// How often progress is written. A crash loses at most this much of it, which only means
@@ -45,28 +46,11 @@ const WATCH_TICKS: u32 = 20;
 /// released never holds long locks; the rest goes in the next runs.
 const RETENTION_CHUNK: i64 = 4096;
 
-/// What the keeper is asked to do.
-pub(super) enum Message {
-    /// A consumer ended: write its progress and give its leases up.
-    Release(Release),
-    /// Write progress now.
-    Flush(oneshot::Sender<Result<(), ChannelError>>),
-    /// Write progress and apply retention now.
-    Compact(oneshot::Sender<Result<(), ChannelError>>),
-    /// Write progress, release every lease still held, and stop.
-    Close(oneshot::Sender<()>),
-}
-
-/// The leases of a consumer that ended, with its last progress.
-pub(super) struct Release {
-    pub(super) broker_id: i64,
-    pub(super) trigger: ObjectKey,
-    pub(super) leases: Vec<Progress>,
-}
-
 /// The keeper task's state.
 pub(super) struct Keeper {
     shared: Arc<Shared>,
+    /// The live consumers, whose progress this task writes.
+    consumers: Arc<Consumers>,
     messages: mpsc::UnboundedReceiver<Message>,
     /// Releases not written yet (the database could not be reached).
     releases: Vec<Release>,
@@ -82,11 +66,16 @@ pub(super) struct Keeper {
 }
 
 impl Keeper {
-    pub(super) fn new(shared: Arc<Shared>, messages: mpsc::UnboundedReceiver<Message>) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        consumers: Arc<Consumers>,
+        messages: mpsc::UnboundedReceiver<Message>,
+    ) -> Self {
         let renew_every = shared.lease / 3;
         let renew_ticks = (renew_every.as_millis() / TICK.as_millis()).max(1);
         Keeper {
             shared,
+            consumers,
             messages,
             releases: Vec::new(),
             renew_ticks: u32::try_from(renew_ticks).unwrap_or(u32::MAX),
@@ -164,9 +153,7 @@ impl Keeper {
     }
 
     fn consumers(&self) -> Vec<Arc<Consumer>> {
-        let mut consumers = lock(&self.shared.consumers);
-        consumers.retain(|c| c.strong_count() > 0);
-        consumers.iter().filter_map(|c| c.upgrade()).collect()
+        self.consumers.live()
     }
 
     /// Writes the progress of live consumers and the pending releases, all in one

@@ -78,6 +78,7 @@
 //!   connection, and database errors as [`ChannelError`]s.
 //! - `writer`: the task that appends (group commit).
 //! - `consumer`: a trigger's subscription, its leases and acknowledgements.
+//! - `progress`: what consumers and the channel send the keeper.
 //! - `keeper`: the task that records progress, renews and releases leases, and applies
 //!   retention.
 //! - `listener`: `LISTEN weft_events`, turning notifications into wake-ups.
@@ -87,6 +88,7 @@ mod channel;
 mod consumer;
 mod keeper;
 mod listener;
+mod progress;
 mod retry;
 mod shared;
 mod tail;
@@ -104,6 +106,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 use weft_config::ObjectKey;
 
+use self::consumer::Consumers;
 use self::keeper::Keeper;
 use self::shared::{Shared, lock};
 use self::writer::AppendRequest;
@@ -131,6 +134,8 @@ const MIGRATIONS_TABLE: &str = "weft_migrations";
 /// A channel stored in PostgreSQL. See the [module documentation](self).
 pub struct PostgresChannel {
     shared: Arc<Shared>,
+    /// The live consumers of this process's subscriptions; the keeper writes their progress.
+    consumers: Arc<Consumers>,
     /// The way to the writer; taken by `close`, which then waits for the writer to end.
     appends: Mutex<Option<mpsc::Sender<AppendRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -212,7 +217,6 @@ impl PostgresChannel {
             lease: settings.lease,
             ids: Mutex::default(),
             wakes: Mutex::default(),
-            consumers: Mutex::default(),
             tails: Mutex::default(),
             keeper: keeper_tx,
             closed: AtomicBool::new(false),
@@ -229,7 +233,9 @@ impl PostgresChannel {
             listening,
             shared.schema.clone(),
         ));
-        let keeper = tokio::spawn(Keeper::new(Arc::clone(&shared), keeper_rx).run());
+        let consumers = Arc::new(Consumers::default());
+        let keeper = Keeper::new(Arc::clone(&shared), Arc::clone(&consumers), keeper_rx);
+        let keeper = tokio::spawn(keeper.run());
         let (appends, requests) = mpsc::channel(QUEUE);
         let (written, notices) = mpsc::unbounded_channel();
         // Ends after the writer, once it has sent what the writer wrote.
@@ -243,6 +249,7 @@ impl PostgresChannel {
         info!(schema = %shared.schema, lease = ?shared.lease, "postgres channel opened");
         Ok(PostgresChannel {
             shared,
+            consumers,
             appends: Mutex::new(Some(appends)),
             writer: Mutex::new(Some(writer)),
             keeper: Mutex::new(Some(keeper)),

@@ -1,9 +1,9 @@
 //! [`Shared`]: what the channel, its subscriptions and its background tasks share (the
-//! pools, cached broker ids, wake-ups, the live consumers and the tails of recent events).
+//! pools, cached broker ids, wake-ups and the tails of recent events).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,8 +11,7 @@ use sqlx::postgres::PgPool;
 use tokio::sync::{mpsc, oneshot, watch};
 use weft_config::ObjectKey;
 
-use super::consumer::Consumer;
-use super::keeper;
+use super::progress::Message;
 use super::retry;
 use super::tail::Tail;
 use crate::ChannelError;
@@ -42,12 +41,10 @@ pub(super) struct Shared {
     /// become free to take over, so that subscriptions look for those only then. Dropping
     /// a sender ends the waits on it.
     pub(super) wakes: Mutex<HashMap<i64, watch::Sender<u64>>>,
-    /// The live consumers, whose progress the keeper writes.
-    pub(super) consumers: Mutex<Vec<Weak<Consumer>>>,
     /// Per broker id: the latest events this process appended.
     pub(super) tails: Mutex<HashMap<i64, Tail>>,
     /// To the keeper: released leases, flush and compaction requests.
-    pub(super) keeper: mpsc::UnboundedSender<keeper::Message>,
+    pub(super) keeper: mpsc::UnboundedSender<Message>,
     pub(super) closed: AtomicBool,
     /// Group commits of appends so far.
     pub(super) commits: AtomicU64,
@@ -168,9 +165,9 @@ impl Shared {
     pub(super) async fn flush(&self, compact: bool) -> Result<(), ChannelError> {
         let (reply, answer) = oneshot::channel();
         let message = if compact {
-            keeper::Message::Compact(reply)
+            Message::Compact(reply)
         } else {
-            keeper::Message::Flush(reply)
+            Message::Flush(reply)
         };
         self.keeper
             .send(message)
