@@ -3,44 +3,20 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 use tokio::sync::oneshot;
 use weft_config::event::codec;
 use weft_config::{Event, ObjectKey};
 
 use super::consumer::PostgresSubscription;
 use super::progress::Message;
-use super::retry::{self, unavailable};
+use super::retry;
 use super::shared::lock;
 use super::{BACKEND, NOTIFY_NEW, PostgresChannel};
+use crate::sql::{ParkedRow, parked_event};
 use crate::{Channel, ChannelError, ParkedEvent, Subscription, telemetry};
-
-fn parked_event(broker: &ObjectKey, row: PgRow) -> Result<ParkedEvent, ChannelError> {
-    let (id, namespace, name, reason, millis, body): (i64, String, String, String, i64, Vec<u8>) = (
-        row.try_get(0).map_err(unavailable)?,
-        row.try_get(1).map_err(unavailable)?,
-        row.try_get(2).map_err(unavailable)?,
-        row.try_get(3).map_err(unavailable)?,
-        row.try_get(4).map_err(unavailable)?,
-        row.try_get(5).map_err(unavailable)?,
-    );
-    let event = codec::decode(Bytes::from(body)).map_err(|source| ChannelError::Corrupt {
-        broker: broker.clone(),
-        seq: id as u64,
-        source,
-    })?;
-    Ok(ParkedEvent {
-        trigger: ObjectKey::new(namespace, name),
-        reason,
-        parked_at: UNIX_EPOCH + Duration::from_millis(millis.max(0) as u64),
-        event,
-    })
-}
 
 #[async_trait]
 impl Channel for PostgresChannel {
@@ -253,8 +229,8 @@ impl Channel for PostgresChannel {
     async fn parked(&self, broker: &ObjectKey) -> Result<Vec<ParkedEvent>, ChannelError> {
         self.shared.check_open()?;
         let pool = &self.shared.pool;
-        let rows = retry::query(|| async move {
-            sqlx::query(include_str!("sql/select_parked.sql"))
+        let rows: Vec<ParkedRow> = retry::query(|| async move {
+            sqlx::query_as(include_str!("sql/select_parked.sql"))
                 .bind(&broker.namespace)
                 .bind(&broker.name)
                 .fetch_all(pool)

@@ -295,7 +295,7 @@ impl PostgresChannel {
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
             broker: broker.clone(),
-            broker_id,
+            log: broker_id,
             bodies,
             reply,
         };

@@ -6,17 +6,7 @@
 
 use super::POOL_SIZE;
 use crate::ChannelError;
-
-/// Classifies a database error: a pool closed by `close` means the channel is closed,
-/// anything else that the server cannot serve the request now.
-pub(super) fn unavailable(error: sqlx::Error) -> ChannelError {
-    match error {
-        sqlx::Error::PoolClosed => ChannelError::Closed,
-        error => ChannelError::Unavailable {
-            source: Box::new(error),
-        },
-    }
-}
+pub(super) use crate::sql::unavailable;
 
 /// Whether the error means the connection is gone (the server restarted, or an operator
 /// ended the session) rather than that the statement failed: the pool replaces such a
