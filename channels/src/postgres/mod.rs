@@ -70,8 +70,8 @@
 //! - A subscription whose trigger's cursor is deleted while it runs hands out nothing more.
 //!
 //! # Layout
-//! - [`PostgresChannel`] (here): opening, status queries; `channel`: its [`Channel`]
-//!   implementation.
+//! - [`PostgresChannel`] (here): opening, status queries; `channel`: its
+//!   [`Channel`](crate::Channel) implementation.
 //! - `shared`: what the channel, its subscriptions and its tasks share; `tail`: the events
 //!   this process appended lately, kept for its subscriptions.
 //! - `url`: the URL and its parameters; `retry`: statements tried again on a dead

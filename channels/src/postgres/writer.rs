@@ -2,10 +2,11 @@
 //!
 //! Append requests arrive over an mpsc channel; the writer takes every request already
 //! waiting (up to `max_batch` events) into one commit and only then answers each of them
-//! ([`group_commit`], shared with SQLite). A batch for one broker is a single statement (`sql/append.sql`: number and insert), so
-//! it costs one round trip and one commit; a batch spanning brokers runs that statement
-//! per broker, in id order (so two processes never lock brokers in opposite orders), in
-//! one transaction. A lone append commits at once: nothing waits for company.
+//! ([`group_commit`], shared with SQLite). A batch for one broker is a single statement
+//! (`sql/append.sql`: number and insert), so it costs one round trip and one commit; a
+//! batch spanning brokers runs that statement per broker, in id order (so two processes
+//! never lock brokers in opposite orders), in one transaction. A lone append commits at
+//! once: nothing waits for company.
 //!
 //! Other processes learn of new events from [`notify`], which runs beside the writer:
 //! `NOTIFY` serializes the commits of every notifying transaction in the database, so it

@@ -71,10 +71,12 @@ pub(crate) async fn group_commit<W: GroupCommit>(
     let (mut batch, left) = gather(first, max_batch, || writer.try_next(), W::as_append);
     let events: usize = batch.iter().map(|request| request.bodies.len()).sum();
     match writer.write(&mut batch).await {
-        Ok(0) => {}
         Ok(stored) => {
-            writer.commits().fetch_add(1, Ordering::Relaxed);
-            telemetry::appended(W::BACKEND, stored);
+            // A batch whose logs were all gone stored nothing: no commit to count.
+            if stored > 0 {
+                writer.commits().fetch_add(1, Ordering::Relaxed);
+                telemetry::appended(W::BACKEND, stored);
+            }
             for request in batch {
                 let _ = request.reply.send(Ok(()));
             }
@@ -197,6 +199,104 @@ mod tests {
             batches(queue, 4),
             [Ok(9), Ok(2)],
             "a larger request goes alone"
+        );
+    }
+
+    /// A writer whose queue is a list and whose writes fail while `fail` is set.
+    struct Fake {
+        queue: std::collections::VecDeque<Item>,
+        commits: AtomicU64,
+        written: Vec<usize>,
+        fail: bool,
+    }
+
+    impl GroupCommit for Fake {
+        const BACKEND: &'static str = "fake";
+        type Log = ();
+        type Item = Item;
+
+        fn max_batch(&self) -> usize {
+            4
+        }
+
+        fn try_next(&mut self) -> Option<Item> {
+            self.queue.pop_front()
+        }
+
+        fn as_append(item: Item) -> Result<AppendRequest<()>, Item> {
+            match item {
+                Item::Append(request) => Ok(request),
+                other => Err(other),
+            }
+        }
+
+        fn commits(&self) -> &AtomicU64 {
+            &self.commits
+        }
+
+        async fn write(
+            &mut self,
+            batch: &mut Vec<AppendRequest<()>>,
+        ) -> Result<usize, sqlx::Error> {
+            if self.fail {
+                return Err(sqlx::Error::PoolTimedOut);
+            }
+            let events = batch.iter().map(|r| r.bodies.len()).sum();
+            self.written.push(events);
+            Ok(events)
+        }
+    }
+
+    fn request(
+        events: usize,
+    ) -> (
+        AppendRequest<()>,
+        oneshot::Receiver<Result<(), ChannelError>>,
+    ) {
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            broker: ObjectKey::new("default", "b"),
+            log: (),
+            bodies: vec![Bytes::from_static(b"e"); events],
+            reply,
+        };
+        (request, answer)
+    }
+
+    #[tokio::test]
+    async fn every_request_is_answered_after_its_commit() {
+        let (first, first_answer) = request(1);
+        let (second, second_answer) = request(2);
+        let (third, third_answer) = request(3);
+        let mut fake = Fake {
+            queue: [Item::Append(second), Item::Append(third)].into(),
+            commits: AtomicU64::new(0),
+            written: Vec::new(),
+            fail: false,
+        };
+        let left = group_commit(&mut fake, first).await;
+        assert_eq!(
+            fake.written,
+            [3],
+            "1 + 2 events; 3 more would pass max_batch"
+        );
+        assert_eq!(fake.commits.load(Ordering::Relaxed), 1);
+        assert!(first_answer.await.unwrap().is_ok());
+        assert!(second_answer.await.unwrap().is_ok());
+        let Some(Item::Append(third)) = left else {
+            panic!("the append that did not fit is left for the next commit");
+        };
+        fake.fail = true;
+        assert!(group_commit(&mut fake, third).await.is_none());
+        let failed = third_answer.await.unwrap().unwrap_err();
+        assert!(
+            matches!(failed, ChannelError::Append { .. }) && failed.is_retriable(),
+            "{failed}"
+        );
+        assert_eq!(
+            fake.commits.load(Ordering::Relaxed),
+            1,
+            "a failure is no commit"
         );
     }
 
