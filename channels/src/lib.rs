@@ -15,6 +15,7 @@
 //! - [`sqlite`]: the embedded default (feature `sqlite`).
 //! - [`kafka`]: a topic per broker, a consumer group per trigger (feature `kafka`).
 //! - [`postgres`]: PostgreSQL, shared by several processes (feature `postgres`).
+//! - `sql`: what the SQL backends share: their group commit, parked-event rows.
 //! - [`nats`]: a JetStream stream per broker, a durable consumer per trigger (feature `nats`).
 //! - [`ChannelError`]: the crate's one error type.
 
@@ -27,6 +28,8 @@ pub mod memory;
 pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod telemetry;

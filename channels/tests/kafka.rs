@@ -13,15 +13,11 @@ use common::{IDLE, event, ids, key, keyed_event, take};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weft_channels::Channel;
 use weft_channels::kafka::KafkaChannel;
-use weft_channels::{Channel, ChannelOptions};
 
 async fn open(url: &str) -> Arc<KafkaChannel> {
-    Arc::new(
-        KafkaChannel::open(url, ChannelOptions::default())
-            .await
-            .unwrap(),
-    )
+    Arc::new(common::kafka::open(url).await)
 }
 
 /// Two processes subscribed to one trigger split its partitions: once the group has

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{events, ids, key, take};
+use common::{events, ids, key, runtime, take};
 use weft_channels::nats::NatsChannel;
 use weft_channels::{Channel, ChannelOptions, Subscription};
 
@@ -47,7 +47,7 @@ impl Server {
                 (!path.trim().is_empty()).then(|| PathBuf::from(path.trim()))
             });
         let Some(binary) = binary else {
-            if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") {
+            if common::backends_required() {
                 panic!(
                     "WEFT_REQUIRE_BACKENDS=1 but nats-server is not installed (apt-get install nats-server)"
                 );
@@ -119,14 +119,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn open(url: &str) -> NatsChannel {

@@ -12,18 +12,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use common::{events, ids, key, take};
+use common::{bare_event, events, ids, key, runtime, take};
 use weft_channels::sqlite::SqliteChannel;
 use weft_channels::{Channel, ChannelOptions};
-use weft_config::Event;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Appends and acknowledges, then drops the whole runtime: the writer is cut off at its
 /// next await, without the orderly flush of `close`. Every appended event must still be
@@ -100,8 +91,7 @@ fn the_write_ahead_log_stays_small_under_sustained_appends() {
                     for batch in 0..24 {
                         let events = (0..16)
                             .map(|i| {
-                                let mut e =
-                                    Event::new(format!("p{p}-{batch}-{i}"), "/t", "t").unwrap();
+                                let mut e = bare_event(format!("p{p}-{batch}-{i}"));
                                 e.set_data(Some(data.clone()));
                                 e
                             })

@@ -13,7 +13,7 @@
 //! another, takes them over at once.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,25 +23,15 @@ use tracing::debug;
 use weft_config::ObjectKey;
 use weft_config::event::codec;
 
-use super::keeper::{Message, Release};
-use super::{Shared, lock, retrying, unavailable};
+use super::progress::{Message, Progress, Release};
+use super::retry;
+use super::shared::{Shared, lock};
 use crate::ack::AckTracker;
 use crate::{AckHandle, ChannelError, Delivery, Subscription};
 
 /// The fewest events a new range claims (unless fewer are there): claims cost round trips,
 /// and a consumer rarely asks for one event only once.
 const CLAIM_MIN: usize = 32;
-
-/// A lease's progress as the keeper writes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Progress {
-    pub(super) id: i64,
-    pub(super) epoch: i64,
-    /// Every event of the lease below this is done; above `hi`, the lease is finished.
-    pub(super) lo: i64,
-    /// Give the lease up for another consumer.
-    pub(super) release: bool,
-}
 
 /// One subscription's claim on its trigger's events.
 pub(super) struct Consumer {
@@ -50,6 +40,26 @@ pub(super) struct Consumer {
     pub(super) broker_id: i64,
     pub(super) trigger: ObjectKey,
     state: Mutex<State>,
+}
+
+/// The live consumers of this process, whose progress the keeper writes: shared by the
+/// channel, which registers each new subscription's consumer, and the keeper.
+#[derive(Default)]
+pub(super) struct Consumers(Mutex<Vec<Weak<Consumer>>>);
+
+impl Consumers {
+    fn register(&self, consumer: &Arc<Consumer>) {
+        let mut consumers = lock(&self.0);
+        consumers.retain(|c| c.strong_count() > 0);
+        consumers.push(Arc::downgrade(consumer));
+    }
+
+    /// The consumers still alive.
+    pub(super) fn live(&self) -> Vec<Arc<Consumer>> {
+        let mut consumers = lock(&self.0);
+        consumers.retain(|c| c.strong_count() > 0);
+        consumers.iter().filter_map(Weak::upgrade).collect()
+    }
 }
 
 #[derive(Default)]
@@ -190,7 +200,7 @@ impl Consumer {
             self.load(lease, from, to, rows);
             return Ok(());
         }
-        let rows: Vec<(i64, Vec<u8>)> = retrying(|| async move {
+        let rows: Vec<(i64, Vec<u8>)> = retry::query(|| async move {
             sqlx::query_as(include_str!("sql/select_events.sql"))
                 .bind(self.broker_id)
                 .bind(from)
@@ -198,8 +208,7 @@ impl Consumer {
                 .fetch_all(&self.shared.bookkeeping)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         let rows = rows
             .into_iter()
             .map(|(seq, body)| (seq, Bytes::from(body)))
@@ -322,7 +331,7 @@ async fn claim(
     let shared = &consumer.shared;
     let (trigger, id) = (&consumer.trigger, consumer.broker_id);
     let taken: Option<(i64, i64, i64, i64)> = if takeover {
-        retrying(|| async move {
+        retry::query(|| async move {
             sqlx::query_as(include_str!("sql/take_lease.sql"))
                 .bind(id)
                 .bind(&trigger.namespace)
@@ -332,8 +341,7 @@ async fn claim(
                 .fetch_optional(&shared.bookkeeping)
                 .await
         })
-        .await
-        .map_err(unavailable)?
+        .await?
     } else {
         None
     };
@@ -353,7 +361,7 @@ async fn claim(
         Option<i64>,
         Option<i64>,
     );
-    let row: Row = retrying(|| async move {
+    let row: Row = retry::query(|| async move {
         sqlx::query_as(include_str!("sql/claim_range.sql"))
             .bind(id)
             .bind(&trigger.namespace)
@@ -364,8 +372,7 @@ async fn claim(
             .fetch_one(&shared.bookkeeping)
             .await
     })
-    .await
-    .map_err(unavailable)?;
+    .await?;
     match row {
         (_, None, ..) => {
             shared.forget_log(&consumer.broker, id);
@@ -399,6 +406,7 @@ pub(super) struct PostgresSubscription {
 impl PostgresSubscription {
     pub(super) fn new(
         shared: Arc<Shared>,
+        consumers: &Consumers,
         broker: ObjectKey,
         broker_id: i64,
         trigger: ObjectKey,
@@ -411,10 +419,7 @@ impl PostgresSubscription {
             trigger,
             state: Mutex::default(),
         });
-        let mut consumers = lock(&shared.consumers);
-        consumers.retain(|c| c.strong_count() > 0);
-        consumers.push(Arc::downgrade(&consumer));
-        drop(consumers);
+        consumers.register(&consumer);
         PostgresSubscription {
             consumer,
             wake,
@@ -494,7 +499,6 @@ mod tests {
             lease: Duration::from_secs(30),
             ids: Mutex::default(),
             wakes: Mutex::default(),
-            consumers: Mutex::default(),
             tails: Mutex::default(),
             keeper,
             closed: AtomicBool::new(false),

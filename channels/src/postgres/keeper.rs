@@ -21,13 +21,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 use weft_config::ObjectKey;
 
-use super::consumer::{Consumer, Progress};
-use super::{NOTIFY_TAKEOVER, Shared, lock, retrying, unavailable};
+use super::NOTIFY_TAKEOVER;
+use super::consumer::{Consumer, Consumers};
+use super::progress::{Message, Progress, Release};
+use super::retry;
+use super::shared::Shared;
 use crate::ChannelError;
 
 /// How often progress is written. A crash loses at most this much of it, which only means
@@ -43,28 +46,11 @@ const WATCH_TICKS: u32 = 20;
 /// released never holds long locks; the rest goes in the next runs.
 const RETENTION_CHUNK: i64 = 4096;
 
-/// What the keeper is asked to do.
-pub(super) enum Message {
-    /// A consumer ended: write its progress and give its leases up.
-    Release(Release),
-    /// Write progress now.
-    Flush(oneshot::Sender<Result<(), ChannelError>>),
-    /// Write progress and apply retention now.
-    Compact(oneshot::Sender<Result<(), ChannelError>>),
-    /// Write progress, release every lease still held, and stop.
-    Close(oneshot::Sender<()>),
-}
-
-/// The leases of a consumer that ended, with its last progress.
-pub(super) struct Release {
-    pub(super) broker_id: i64,
-    pub(super) trigger: ObjectKey,
-    pub(super) leases: Vec<Progress>,
-}
-
 /// The keeper task's state.
 pub(super) struct Keeper {
     shared: Arc<Shared>,
+    /// The live consumers, whose progress this task writes.
+    consumers: Arc<Consumers>,
     messages: mpsc::UnboundedReceiver<Message>,
     /// Releases not written yet (the database could not be reached).
     releases: Vec<Release>,
@@ -80,11 +66,16 @@ pub(super) struct Keeper {
 }
 
 impl Keeper {
-    pub(super) fn new(shared: Arc<Shared>, messages: mpsc::UnboundedReceiver<Message>) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        consumers: Arc<Consumers>,
+        messages: mpsc::UnboundedReceiver<Message>,
+    ) -> Self {
         let renew_every = shared.lease / 3;
         let renew_ticks = (renew_every.as_millis() / TICK.as_millis()).max(1);
         Keeper {
             shared,
+            consumers,
             messages,
             releases: Vec::new(),
             renew_ticks: u32::try_from(renew_ticks).unwrap_or(u32::MAX),
@@ -162,9 +153,7 @@ impl Keeper {
     }
 
     fn consumers(&self) -> Vec<Arc<Consumer>> {
-        let mut consumers = lock(&self.shared.consumers);
-        consumers.retain(|c| c.strong_count() > 0);
-        consumers.iter().filter_map(|c| c.upgrade()).collect()
+        self.consumers.live()
     }
 
     /// Writes the progress of live consumers and the pending releases, all in one
@@ -195,7 +184,7 @@ impl Keeper {
         let (pool, triggers_ref, progress_ref, released_ref) =
             (&self.shared.bookkeeping, &triggers, &progress, &released);
         let result =
-            retrying(|| write_progress(pool, triggers_ref, progress_ref, released_ref)).await;
+            retry::query(|| write_progress(pool, triggers_ref, progress_ref, released_ref)).await;
         match result {
             Ok(()) => {
                 for (consumer, moved) in &written {
@@ -210,7 +199,7 @@ impl Keeper {
             // Consumers report their progress again next time; releases are kept.
             Err(error) => {
                 self.releases = releases;
-                Err(unavailable(error))
+                Err(error)
             }
         }
     }
@@ -231,7 +220,7 @@ impl Keeper {
         }
         let (ids, epochs): (Vec<i64>, Vec<i64>) = held.iter().flat_map(|(_, h)| h).copied().unzip();
         let (ids, epochs, shared) = (&ids, &epochs, &self.shared);
-        let kept: Vec<i64> = retrying(|| async move {
+        let kept: Vec<i64> = retry::query(|| async move {
             sqlx::query_scalar(include_str!("sql/renew_leases.sql"))
                 .bind(ids)
                 .bind(epochs)
@@ -239,8 +228,7 @@ impl Keeper {
                 .fetch_all(&shared.bookkeeping)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         let kept: HashSet<i64> = kept.into_iter().collect();
         for (consumer, held) in held {
             let lost: HashSet<i64> = held
@@ -266,14 +254,13 @@ impl Keeper {
             return Ok(false);
         }
         let (watched_ref, pool) = (&watched, &self.shared.bookkeeping);
-        let logs: Vec<(i64, i64, bool)> = retrying(|| async move {
+        let logs: Vec<(i64, i64, bool)> = retry::query(|| async move {
             sqlx::query_as(include_str!("sql/watch_logs.sql"))
                 .bind(watched_ref)
                 .fetch_all(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         let mut heads = HashMap::with_capacity(logs.len());
         for (id, head, takeover) in logs {
             if takeover || self.heads.get(&id) != Some(&head) {
@@ -292,13 +279,12 @@ impl Keeper {
     /// passed; notes whether some log has more to delete.
     async fn retain(&mut self) -> Result<bool, ChannelError> {
         let pool = &self.shared.bookkeeping;
-        let bounds: Vec<(i64, i64, i64)> = retrying(|| async move {
+        let bounds: Vec<(i64, i64, i64)> = retry::query(|| async move {
             sqlx::query_as(include_str!("sql/retention_bounds.sql"))
                 .fetch_all(pool)
                 .await
         })
-        .await
-        .map_err(unavailable)?;
+        .await?;
         let mut more = false;
         let mut deleted = 0;
         for (id, bound, retained) in bounds {
@@ -307,7 +293,7 @@ impl Keeper {
             }
             let upto = bound.min(retained + RETENTION_CHUNK);
             more |= upto < bound;
-            let count: i64 = retrying(|| async move {
+            let count: i64 = retry::query(|| async move {
                 sqlx::query_scalar(include_str!("sql/delete_events.sql"))
                     .bind(id)
                     .bind(retained)
@@ -315,8 +301,7 @@ impl Keeper {
                     .fetch_one(pool)
                     .await
             })
-            .await
-            .map_err(unavailable)?;
+            .await?;
             deleted += count;
         }
         self.retention_more = more;

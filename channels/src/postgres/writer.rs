@@ -1,11 +1,12 @@
 //! The task that appends: group commits.
 //!
 //! Append requests arrive over an mpsc channel; the writer takes every request already
-//! waiting (up to `max_batch` events) into one commit and only then answers each of them.
-//! A batch for one broker is a single statement (`sql/append.sql`: number and insert), so
-//! it costs one round trip and one commit; a batch spanning brokers runs that statement
-//! per broker, in id order (so two processes never lock brokers in opposite orders), in
-//! one transaction. A lone append commits at once: nothing waits for company.
+//! waiting (up to `max_batch` events) into one commit and only then answers each of them
+//! ([`group_commit`], shared with SQLite). A batch for one broker is a single statement
+//! (`sql/append.sql`: number and insert), so it costs one round trip and one commit; a
+//! batch spanning brokers runs that statement per broker, in id order (so two processes
+//! never lock brokers in opposite orders), in one transaction. A lone append commits at
+//! once: nothing waits for company.
 //!
 //! Other processes learn of new events from [`notify`], which runs beside the writer:
 //! `NOTIFY` serializes the commits of every notifying transaction in the database, so it
@@ -17,55 +18,115 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
-use weft_config::ObjectKey;
+use tokio::sync::mpsc;
+use tracing::debug;
 
-use super::{BACKEND, NOTIFY_NEW, Shared, retrying};
-use crate::error::SharedError;
-use crate::{ChannelError, telemetry};
+use super::retry::retrying;
+use super::shared::Shared;
+use super::{BACKEND, NOTIFY_NEW};
+use crate::ChannelError;
+use crate::sql::group_commit::{self, GroupCommit, group_commit};
 
-/// Events to append to one log, already encoded by the caller.
-pub(super) struct AppendRequest {
-    pub(super) broker: ObjectKey,
-    /// The log the caller resolved `broker` to.
-    pub(super) broker_id: i64,
-    pub(super) bodies: Vec<Bytes>,
-    pub(super) reply: oneshot::Sender<Result<(), ChannelError>>,
-}
+/// Events to append to one log, already encoded by the caller, with the log's id the
+/// caller resolved the broker to.
+pub(super) type AppendRequest = group_commit::AppendRequest<i64>;
 
-/// One broker's share of a batch: its events in request order, and who waits for them.
-#[derive(Default)]
-struct Share {
-    bodies: Vec<Bytes>,
-    requests: Vec<AppendRequest>,
+/// The writer task's state.
+struct Writer {
+    shared: Arc<Shared>,
+    requests: mpsc::Receiver<AppendRequest>,
+    max_batch: usize,
+    /// The ids of the logs written, for [`notify`].
+    written: mpsc::UnboundedSender<i64>,
 }
 
 /// Serves append requests until every sender is gone (the channel was closed or dropped).
 /// The ids of the logs written go to `written`, for [`notify`].
 pub(super) async fn run(
     shared: Arc<Shared>,
-    mut requests: mpsc::Receiver<AppendRequest>,
+    requests: mpsc::Receiver<AppendRequest>,
     max_batch: usize,
     written: mpsc::UnboundedSender<i64>,
 ) {
-    while let Some(first) = requests.recv().await {
-        let mut total = first.bodies.len();
-        let mut batch = vec![first];
-        while total < max_batch {
-            match requests.try_recv() {
-                Ok(next) => {
-                    total += next.bodies.len();
-                    batch.push(next);
-                }
-                Err(_) => break,
+    let mut writer = Writer {
+        shared,
+        requests,
+        max_batch,
+        written,
+    };
+    let mut left = None;
+    loop {
+        let first = match left.take() {
+            Some(first) => first,
+            None => match writer.requests.recv().await {
+                Some(first) => first,
+                None => break,
+            },
+        };
+        left = group_commit(&mut writer, first).await;
+    }
+}
+
+impl GroupCommit for Writer {
+    const BACKEND: &'static str = BACKEND;
+    type Log = i64;
+    type Item = AppendRequest;
+
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn try_next(&mut self) -> Option<AppendRequest> {
+        self.requests.try_recv().ok()
+    }
+
+    fn as_append(item: AppendRequest) -> Result<AppendRequest, AppendRequest> {
+        Ok(item)
+    }
+
+    fn commits(&self) -> &AtomicU64 {
+        &self.shared.commits
+    }
+
+    /// Writes each log's share of the batch (its events in request order); answers the
+    /// requests of logs that turned out to be gone.
+    async fn write(&mut self, batch: &mut Vec<AppendRequest>) -> Result<usize, sqlx::Error> {
+        let mut shares: BTreeMap<i64, Vec<Bytes>> = BTreeMap::new();
+        for request in batch.iter_mut() {
+            shares
+                .entry(request.log)
+                .or_default()
+                .append(&mut request.bodies);
+        }
+        // After a server restart every pooled connection is dead and fails once; the batch
+        // goes to the next one rather than fail the producers. Should a lost connection
+        // have committed before it broke, the events are stored twice: at least once.
+        let shared = &self.shared;
+        let stored = retrying(|| write(shared, &shares)).await?;
+        let mut events = 0;
+        for (&id, bodies) in &shares {
+            if let Some(&head) = stored.get(&id) {
+                events += bodies.len();
+                // Subscriptions here read the events from memory, and need not wait for
+                // the notification's round trip.
+                shared.remember(id, head, bodies);
+                shared.wake(id, false);
+                let _ = self.written.send(id);
+            } else if let Some(request) = batch.iter().find(|r| r.log == id) {
+                shared.forget_log(&request.broker, id);
             }
         }
-        commit(&shared, batch, &written).await;
+        for request in batch.extract_if(.., |r| !stored.contains_key(&r.log)) {
+            let unknown = ChannelError::UnknownLog {
+                broker: request.broker,
+            };
+            let _ = request.reply.send(Err(unknown));
+        }
+        Ok(events)
     }
 }
 
@@ -95,85 +156,25 @@ pub(super) async fn notify(pool: PgPool, mut written: mpsc::UnboundedReceiver<i6
     }
 }
 
-async fn commit(shared: &Shared, batch: Vec<AppendRequest>, notices: &mpsc::UnboundedSender<i64>) {
-    let mut shares: BTreeMap<i64, Share> = BTreeMap::new();
-    for mut request in batch {
-        let share = shares.entry(request.broker_id).or_default();
-        share.bodies.append(&mut request.bodies);
-        share.requests.push(request);
-    }
-    let events: usize = shares.values().map(|s| s.bodies.len()).sum();
-    // After a server restart every pooled connection is dead and fails once; the batch
-    // goes to the next one rather than fail the producers. Should a lost connection have
-    // committed before it broke, the events are stored twice: at least once.
-    let written = retrying(|| write(shared, &shares)).await;
-    match written {
-        Ok(stored) => {
-            shared.commits.fetch_add(1, Ordering::Relaxed);
-            telemetry::appended(BACKEND, events);
-            for (id, share) in shares {
-                let head = stored.get(&id).copied();
-                let found = head.is_some();
-                if let Some(head) = head {
-                    // Subscriptions here read the events from memory, and need not wait
-                    // for the notification's round trip.
-                    shared.remember(id, head, &share.bodies);
-                    shared.wake(id, false);
-                    let _ = notices.send(id);
-                } else if let Some(first) = share.requests.first() {
-                    shared.forget_log(&first.broker, id);
-                }
-                for request in share.requests {
-                    let result = if found {
-                        Ok(())
-                    } else {
-                        Err(ChannelError::UnknownLog {
-                            broker: request.broker,
-                        })
-                    };
-                    let _ = request.reply.send(result);
-                }
-            }
-        }
-        Err(error) => {
-            warn!(%error, events, "postgres group commit failed");
-            let closed = matches!(error, sqlx::Error::PoolClosed);
-            let shared_error = SharedError(Arc::new(error));
-            for request in shares.into_values().flat_map(|s| s.requests) {
-                let error = if closed {
-                    ChannelError::Closed
-                } else {
-                    ChannelError::Append {
-                        broker: request.broker,
-                        source: shared_error.boxed(),
-                    }
-                };
-                telemetry::append_failed(BACKEND, &error);
-                let _ = request.reply.send(Err(error));
-            }
-        }
-    }
-}
-
 /// Writes a batch; returns the new head of each log that exists (and so was written).
 async fn write(
     shared: &Shared,
-    shares: &BTreeMap<i64, Share>,
+    shares: &BTreeMap<i64, Vec<Bytes>>,
 ) -> Result<BTreeMap<i64, i64>, sqlx::Error> {
     let mut stored = BTreeMap::new();
     if shares.len() == 1 {
         // One statement is its own transaction: one round trip, one commit.
         let mut conn = shared.pool.acquire().await?;
-        for (&id, share) in shares {
-            if let Some(head) = append(&mut conn, id, &share.bodies).await? {
+        for (&id, bodies) in shares {
+            if let Some(head) = append(&mut conn, id, bodies).await? {
                 stored.insert(id, head);
             }
         }
         return Ok(stored);
     }
     let mut tx = shared.pool.begin().await?;
-    for (&id, share) in shares {
-        if let Some(head) = append(&mut tx, id, &share.bodies).await? {
+    for (&id, bodies) in shares {
+        if let Some(head) = append(&mut tx, id, bodies).await? {
             stored.insert(id, head);
         }
     }

@@ -65,10 +65,11 @@ use tracing::info;
 use weft_config::event::codec;
 use weft_config::{Event, ObjectKey};
 
-use self::subscription::{SqliteSubscription, parked_event};
+use self::subscription::SqliteSubscription;
 use self::writer::{AppendRequest, Command, ParkRequest, Reply, Writer};
 use crate::ack::LiveCursor;
 use crate::error::BoxError;
+use crate::sql::{ParkedRow, parked_event, unavailable};
 use crate::{Channel, ChannelError, ChannelOptions, ParkedEvent, Subscription};
 
 const BACKEND: &str = "sqlite";
@@ -153,17 +154,6 @@ impl Shared {
                 broker: broker.clone(),
             })?;
         Ok((state.id, *state.head_tx.borrow()))
-    }
-}
-
-/// Classifies a database error: a pool closed by `close` means the channel is closed,
-/// anything else that the storage cannot serve the request now.
-fn unavailable(error: sqlx::Error) -> ChannelError {
-    match error {
-        sqlx::Error::PoolClosed => ChannelError::Closed,
-        error => ChannelError::Unavailable {
-            source: Box::new(error),
-        },
     }
 }
 
@@ -395,6 +385,7 @@ impl Channel for SqliteChannel {
         let request = |reply| {
             Command::Append(AppendRequest {
                 broker: broker.clone(),
+                log: (),
                 bodies: events.iter().map(codec::encode).collect(),
                 reply,
             })
@@ -497,7 +488,7 @@ impl Channel for SqliteChannel {
 
     async fn parked(&self, broker: &ObjectKey) -> Result<Vec<ParkedEvent>, ChannelError> {
         self.shared.check_open()?;
-        let rows = sqlx::query(include_str!("sql/select_parked.sql"))
+        let rows: Vec<ParkedRow> = sqlx::query_as(include_str!("sql/select_parked.sql"))
             .bind(&broker.namespace)
             .bind(&broker.name)
             .fetch_all(&self.shared.readers)

@@ -1,7 +1,6 @@
-//! The read side: a trigger's subscription and decoding of stored rows.
+//! The read side: a trigger's subscription, decoding the events it reads.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,34 +10,10 @@ use tokio::sync::watch;
 use weft_config::ObjectKey;
 use weft_config::event::codec;
 
-use super::{MAX_SEQ, Shared, event_key, seq_of, unavailable};
+use super::{MAX_SEQ, Shared, event_key, seq_of};
 use crate::ack::SharedTracker;
-use crate::{ChannelError, Delivery, ParkedEvent, Subscription};
-
-pub(super) fn parked_event(
-    broker: &ObjectKey,
-    row: SqliteRow,
-) -> Result<ParkedEvent, ChannelError> {
-    let (id, namespace, name, reason, millis, body): (i64, String, String, String, i64, Vec<u8>) = (
-        row.try_get(0).map_err(unavailable)?,
-        row.try_get(1).map_err(unavailable)?,
-        row.try_get(2).map_err(unavailable)?,
-        row.try_get(3).map_err(unavailable)?,
-        row.try_get(4).map_err(unavailable)?,
-        row.try_get(5).map_err(unavailable)?,
-    );
-    let event = codec::decode(Bytes::from(body)).map_err(|source| ChannelError::Corrupt {
-        broker: broker.clone(),
-        seq: id as u64,
-        source,
-    })?;
-    Ok(ParkedEvent {
-        trigger: ObjectKey::new(namespace, name),
-        reason,
-        parked_at: UNIX_EPOCH + Duration::from_millis(millis as u64),
-        event,
-    })
-}
+use crate::sql::unavailable;
+use crate::{ChannelError, Delivery, Subscription};
 
 /// A trigger's subscription on a [`SqliteChannel`](super::SqliteChannel).
 pub(super) struct SqliteSubscription {

@@ -6,11 +6,11 @@
 //! write connection and no write contention; readers use their own pool (WAL lets them
 //! read while the writer writes). Commands arrive over an mpsc channel; an append takes
 //! every append already waiting (up to `max_batch` events) into one transaction, commits,
-//! and only then answers each request. A lone append commits at once: nothing waits for
-//! company.
+//! and only then answers each request ([`group_commit`], shared with PostgreSQL). A lone
+//! append commits at once: nothing waits for company.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,8 +21,9 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, warn};
 use weft_config::ObjectKey;
 
-use super::{BACKEND, BrokerState, MAX_SEQ, Shared, event_key, seq_of, unavailable};
-use crate::error::SharedError;
+use super::{BACKEND, BrokerState, MAX_SEQ, Shared, event_key, seq_of};
+use crate::sql::group_commit::{self, GroupCommit, group_commit};
+use crate::sql::unavailable;
 use crate::{ChannelError, telemetry};
 
 /// How often acknowledged cursors are persisted. A crash loses at most this much cursor
@@ -95,10 +96,12 @@ pub(super) enum Command {
 }
 
 /// Events to append, already encoded by the caller.
-pub(super) struct AppendRequest {
-    pub(super) broker: ObjectKey,
-    pub(super) bodies: Vec<Bytes>,
-    pub(super) reply: Reply<()>,
+pub(super) type AppendRequest = group_commit::AppendRequest<()>;
+
+impl From<AppendRequest> for Command {
+    fn from(request: AppendRequest) -> Self {
+        Command::Append(request)
+    }
 }
 
 /// An event to park, already encoded by the caller.
@@ -183,7 +186,7 @@ impl Writer {
     /// Serves one command. Returns a command it took off the queue but did not serve.
     async fn serve(&mut self, command: Command) -> Option<Command> {
         match command {
-            Command::Append(first) => return self.append_batch(first).await,
+            Command::Append(first) => return group_commit(self, first).await,
             Command::EnsureLog { broker, reply } => {
                 let _ = reply.send(self.ensure_log(&broker).await);
             }
@@ -268,105 +271,6 @@ impl Writer {
             .live()
             .retain(|(broker_id, _), _| *broker_id != id);
         Ok(())
-    }
-
-    /// Takes every append already waiting, up to `max_batch` events, into one
-    /// transaction. Returns a command it took off the queue but did not serve.
-    async fn append_batch(&mut self, first: AppendRequest) -> Option<Command> {
-        let mut total = first.bodies.len();
-        let mut batch = vec![first];
-        let mut pending = None;
-        while total < self.max_batch {
-            match self.commands.try_recv() {
-                Ok(Command::Append(next)) if total + next.bodies.len() <= self.max_batch => {
-                    total += next.bodies.len();
-                    batch.push(next);
-                }
-                Ok(other) => {
-                    pending = Some(other);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        self.commit_appends(batch).await;
-        pending
-    }
-
-    async fn commit_appends(&mut self, batch: Vec<AppendRequest>) {
-        // Number the events; the heads change only once the transaction is committed.
-        let mut heads: HashMap<ObjectKey, (i64, u64)> = HashMap::new();
-        let mut rows = Vec::new();
-        let mut accepted = Vec::with_capacity(batch.len());
-        {
-            let brokers = self.shared.brokers();
-            for AppendRequest {
-                broker,
-                bodies,
-                reply,
-            } in batch
-            {
-                let Some(state) = brokers.get(&broker) else {
-                    let error = ChannelError::UnknownLog { broker };
-                    telemetry::append_failed(BACKEND, &error);
-                    let _ = reply.send(Err(error));
-                    continue;
-                };
-                let (id, head) = heads
-                    .entry(broker.clone())
-                    .or_insert((state.id, *state.head_tx.borrow()));
-                for body in bodies {
-                    *head += 1;
-                    rows.push((*id, *head, body));
-                }
-                accepted.push((broker, reply));
-            }
-        }
-        if rows.is_empty() {
-            return;
-        }
-        let cursors = if self.flush_due {
-            self.flush_due = false;
-            self.take_dirty_cursors()
-        } else {
-            Vec::new()
-        };
-        let result = write_events(&mut self.conn, &rows, &cursors).await;
-        if result.is_err() {
-            self.restore_dirty_cursors(cursors);
-        } else if !cursors.is_empty() {
-            self.retention_due = true;
-        }
-        let events = rows.len();
-        match result {
-            Ok(()) => {
-                let brokers = self.shared.brokers();
-                for (broker, (id, head)) in &heads {
-                    if let Some(state) = brokers.get(broker).filter(|s| s.id == *id) {
-                        state.head_tx.send_replace(*head);
-                    }
-                }
-                drop(brokers);
-                self.shared.commits.fetch_add(1, Ordering::Relaxed);
-                self.retention_due = true;
-                telemetry::appended(BACKEND, events);
-                for (_, reply) in accepted {
-                    let _ = reply.send(Ok(()));
-                }
-            }
-            Err(error) => {
-                warn!(%error, events, "sqlite group commit failed");
-                let shared = SharedError(Arc::new(error));
-                for (broker, reply) in accepted {
-                    let error = ChannelError::Append {
-                        broker,
-                        source: shared.boxed(),
-                    };
-                    telemetry::append_failed(BACKEND, &error);
-                    let _ = reply.send(Err(error));
-                }
-            }
-        }
     }
 
     async fn subscribe(
@@ -509,6 +413,89 @@ impl Writer {
             debug!(deleted, "sqlite retention deleted events");
         }
         Ok(())
+    }
+}
+
+impl GroupCommit for Writer {
+    const BACKEND: &'static str = BACKEND;
+    type Log = ();
+    type Item = Command;
+
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn try_next(&mut self) -> Option<Command> {
+        self.commands.try_recv().ok()
+    }
+
+    fn as_append(item: Command) -> Result<AppendRequest, Command> {
+        match item {
+            Command::Append(request) => Ok(request),
+            other => Err(other),
+        }
+    }
+
+    fn commits(&self) -> &AtomicU64 {
+        &self.shared.commits
+    }
+
+    /// Numbers the events, writes them with the cursors that are due, and publishes the
+    /// new heads once committed; answers the requests of unknown logs.
+    async fn write(&mut self, batch: &mut Vec<AppendRequest>) -> Result<usize, sqlx::Error> {
+        // The heads change only once the transaction is committed.
+        let mut heads: HashMap<ObjectKey, (i64, u64)> = HashMap::new();
+        let mut rows = Vec::new();
+        // Numbers the events of known logs, and takes out the requests of unknown ones.
+        let unknown: Vec<_> = {
+            let brokers = self.shared.brokers();
+            batch
+                .extract_if(.., |request| {
+                    let Some(state) = brokers.get(&request.broker) else {
+                        return true;
+                    };
+                    let (id, head) = heads
+                        .entry(request.broker.clone())
+                        .or_insert((state.id, *state.head_tx.borrow()));
+                    for body in request.bodies.drain(..) {
+                        *head += 1;
+                        rows.push((*id, *head, body));
+                    }
+                    false
+                })
+                .collect()
+        };
+        for request in unknown {
+            let error = ChannelError::UnknownLog {
+                broker: request.broker,
+            };
+            telemetry::append_failed(BACKEND, &error);
+            let _ = request.reply.send(Err(error));
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let cursors = if self.flush_due {
+            self.flush_due = false;
+            self.take_dirty_cursors()
+        } else {
+            Vec::new()
+        };
+        let written = write_events(&mut self.conn, &rows, &cursors).await;
+        if written.is_err() {
+            self.restore_dirty_cursors(cursors);
+        }
+        written?;
+        {
+            let brokers = self.shared.brokers();
+            for (broker, (id, head)) in &heads {
+                if let Some(state) = brokers.get(broker).filter(|s| s.id == *id) {
+                    state.head_tx.send_replace(*head);
+                }
+            }
+        }
+        self.retention_due = true;
+        Ok(rows.len())
     }
 }
 

@@ -3,46 +3,22 @@
 //! tests run in parallel and `logs()` sees only its own brokers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use weft_channels::kafka::KafkaChannel;
 use weft_channels::{Channel, ChannelOptions};
 use weft_config::ObjectKey;
 
-use super::Backend;
+use super::{Backend, Server, opened, unique_name, with_params};
 
-/// The cluster's URL from `WEFT_KAFKA_URL`. Unset, tests that need it skip, unless
-/// `WEFT_REQUIRE_BACKENDS=1` makes that a failure.
-pub fn kafka_url() -> Option<String> {
-    match std::env::var("WEFT_KAFKA_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => panic!(
-            "WEFT_REQUIRE_BACKENDS=1 but WEFT_KAFKA_URL is not set: start Kafka with \
-             `e2e/services/up kafka` and export WEFT_KAFKA_URL=kafka://127.0.0.1:19092"
-        ),
-        _ => None,
-    }
-}
-
-/// A channel URL on the test cluster with `partitions` per new topic and a prefix no
-/// other test uses.
+/// A channel URL on the test cluster (see [`Server::url`]) with `partitions` per new topic
+/// and a prefix no other test uses.
 pub fn unique_url(partitions: u32) -> Option<String> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = kafka_url()?;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let prefix = format!(
-        "t{:x}x{:x}x{}",
-        std::process::id(),
-        nanos,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let separator = if base.contains('?') { '&' } else { '?' };
-    Some(format!(
-        "{base}{separator}prefix={prefix}&partitions={partitions}&replication=1"
+    let base = Server::Kafka.url()?;
+    let prefix = unique_name("t");
+    Some(with_params(
+        &base,
+        &format!("prefix={prefix}&partitions={partitions}&replication=1"),
     ))
 }
 
@@ -53,7 +29,7 @@ pub struct Kafka {
 }
 
 /// The Kafka backend with one partition per topic, so that a log is totally ordered as
-/// the generic bodies expect; `None` when no cluster is configured (see [`kafka_url`]).
+/// the generic bodies expect; `None` when no cluster is configured (see [`Server::url`]).
 pub async fn kafka() -> Option<Box<dyn Backend>> {
     with_partitions(1).await
 }
@@ -70,15 +46,12 @@ async fn with_partitions(partitions: u32) -> Option<Box<dyn Backend>> {
     Some(Box::new(Kafka { url, channel }))
 }
 
-async fn open(url: &str) -> KafkaChannel {
-    KafkaChannel::open(url, ChannelOptions::default())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot open {url}: {e} ({:?})",
-                std::error::Error::source(&e)
-            )
-        })
+/// Opens a channel on `url` with the default options.
+pub async fn open(url: &str) -> KafkaChannel {
+    opened(
+        url,
+        KafkaChannel::open(url, ChannelOptions::default()).await,
+    )
 }
 
 #[async_trait]

@@ -2,7 +2,8 @@
 //!
 //! Adding a backend: write a factory returning `Option<Box<dyn Backend>>` (`None` skips
 //! the suite where the server is absent, unless `WEFT_REQUIRE_BACKENDS=1`), then add one
-//! `conformance!` line in `conformance.rs`.
+//! `conformance!` line in `conformance.rs`. Servers' URLs come from [`Server::url`], test
+//! events from [`event`] (or [`bare_event`]): nowhere else.
 
 #![allow(dead_code)]
 
@@ -19,6 +20,10 @@ use weft_channels::postgres::PostgresChannel;
 use weft_channels::sqlite::SqliteChannel;
 use weft_channels::{Channel, ChannelOptions, Delivery, Subscription};
 use weft_config::{AttributeValue, Event, ObjectKey};
+
+mod servers;
+#[allow(unused_imports)] // not every test binary uses each
+pub use servers::{Server, backends_required, clean_up, opened, runtime, unique_name, with_params};
 
 #[cfg(feature = "nats")]
 mod nats;
@@ -136,21 +141,6 @@ impl Backend for Sqlite {
     }
 }
 
-/// The URL of the PostgreSQL server the tests use (`WEFT_POSTGRES_URL`, e.g.
-/// `postgres://postgres@127.0.0.1:15432/weft`). Unset, tests that need it skip, unless
-/// `WEFT_REQUIRE_BACKENDS=1` makes that a failure.
-#[cfg(feature = "postgres")]
-pub fn postgres_url() -> Option<String> {
-    match std::env::var("WEFT_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => panic!(
-            "WEFT_REQUIRE_BACKENDS=1 but WEFT_POSTGRES_URL is not set: start PostgreSQL with \
-             `e2e/services/up postgres` and export WEFT_POSTGRES_URL=$(e2e/services/postgres.sh url)"
-        ),
-        _ => None,
-    }
-}
-
 /// A schema of its own on the test server, so that tests run in parallel; dropped (with
 /// everything in it) when this value is.
 #[cfg(feature = "postgres")]
@@ -165,21 +155,11 @@ pub struct PgSchema {
 
 #[cfg(feature = "postgres")]
 impl PgSchema {
-    /// Creates a fresh schema; `None` when no server is configured (see [`postgres_url`]).
+    /// Creates a fresh schema; `None` when no server is configured (see [`Server::url`]).
     pub async fn create() -> Option<PgSchema> {
         use sqlx::Connection;
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static COUNT: AtomicU32 = AtomicU32::new(0);
-        let admin_url = postgres_url()?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "weft_test_{}_{}_{nanos}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        );
+        let admin_url = Server::Postgres.url()?;
+        let name = unique_name("weft_test_");
         let mut admin = sqlx::PgConnection::connect(&admin_url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to WEFT_POSTGRES_URL {admin_url}: {e}"));
@@ -188,9 +168,9 @@ impl PgSchema {
             .await
             .unwrap();
         let _ = admin.close().await;
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{admin_url}{separator}options=-c%20search_path%3D{name}&application_name={name}"
+        let url = with_params(
+            &admin_url,
+            &format!("options=-c%20search_path%3D{name}&application_name={name}"),
         );
         Some(PgSchema {
             admin_url,
@@ -216,32 +196,24 @@ impl Drop for PgSchema {
     fn drop(&mut self) {
         use sqlx::Connection;
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop runs outside async code: a thread with a runtime of its own does the work.
-        let dropping = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await else {
+        clean_up(move || async move {
+            let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await else {
+                return;
+            };
+            for statement in [
+                "SET lock_timeout = '10s'".to_owned(),
+                format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
+            ] {
+                if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut admin)
+                    .await
+                {
+                    eprintln!("cannot drop test schema {name}: {error}");
                     return;
-                };
-                for statement in [
-                    "SET lock_timeout = '10s'".to_owned(),
-                    format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
-                ] {
-                    if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(statement))
-                        .execute(&mut admin)
-                        .await
-                    {
-                        eprintln!("cannot drop test schema {name}: {error}");
-                        return;
-                    }
                 }
-                let _ = admin.close().await;
-            });
+            }
+            let _ = admin.close().await;
         });
-        let _ = dropping.join();
     }
 }
 
@@ -299,9 +271,14 @@ pub fn key(name: &str) -> ObjectKey {
     ObjectKey::new("default", name)
 }
 
+/// An event with id `id` and nothing else set: what every test event starts from.
+pub fn bare_event(id: impl Into<String>) -> Event {
+    Event::new(id, "/conformance", "dev.weft.test").unwrap()
+}
+
 /// Event number `i`: id `e{i}`, with data and an extension so the whole event round-trips.
 pub fn event(i: usize) -> Event {
-    let mut event = Event::new(format!("e{i}"), "/conformance", "dev.weft.test").unwrap();
+    let mut event = bare_event(format!("e{i}"));
     event
         .set_extension("n", AttributeValue::Integer(i as i32))
         .unwrap();

@@ -3,44 +3,19 @@
 //! its own per test so that tests run in parallel and `logs()` sees only its own brokers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use weft_channels::nats::NatsChannel;
 use weft_channels::{Channel, ChannelOptions};
 use weft_config::ObjectKey;
 
-use super::Backend;
+use super::{Backend, Server, clean_up, opened, unique_name, with_params};
 
-/// The server's URL from `WEFT_NATS_URL`. Unset, tests that need it skip, unless
-/// `WEFT_REQUIRE_BACKENDS=1` makes that a failure.
-pub fn nats_url() -> Option<String> {
-    match std::env::var("WEFT_NATS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("WEFT_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => panic!(
-            "WEFT_REQUIRE_BACKENDS=1 but WEFT_NATS_URL is not set: start NATS with \
-             `e2e/services/up nats` and export WEFT_NATS_URL=$(e2e/services/nats.sh url)"
-        ),
-        _ => None,
-    }
-}
-
-/// A channel URL on the test server with a prefix no other test uses.
+/// A channel URL on the test server (see [`Server::url`]) with a prefix no other test
+/// uses.
 pub fn unique_url() -> Option<String> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = nats_url()?;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let prefix = format!(
-        "T{:x}x{:x}x{}",
-        std::process::id(),
-        nanos,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let separator = if base.contains('?') { '&' } else { '?' };
-    Some(format!("{base}{separator}prefix={prefix}"))
+    let base = Server::Nats.url()?;
+    Some(with_params(&base, &format!("prefix={}", unique_name("T"))))
 }
 
 /// The NATS backend under one prefix; its streams are deleted when it is dropped.
@@ -49,7 +24,7 @@ pub struct Nats {
     channel: Arc<NatsChannel>,
 }
 
-/// The NATS backend, or `None` when no server is configured (see [`nats_url`]).
+/// The NATS backend, or `None` when no server is configured (see [`Server::url`]).
 pub async fn nats() -> Option<Box<dyn Backend>> {
     let url = unique_url()?;
     let channel = Arc::new(open(&url).await);
@@ -57,14 +32,7 @@ pub async fn nats() -> Option<Box<dyn Backend>> {
 }
 
 async fn open(url: &str) -> NatsChannel {
-    NatsChannel::open(url, ChannelOptions::default())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot open {url}: {e} ({:?})",
-                std::error::Error::source(&e)
-            )
-        })
+    opened(url, NatsChannel::open(url, ChannelOptions::default()).await)
 }
 
 #[async_trait]
@@ -103,24 +71,16 @@ impl Backend for Nats {
 
 impl Drop for Nats {
     fn drop(&mut self) {
-        // Removes this test's streams, from a thread of its own: `drop` may run inside the
-        // test's runtime, which cannot block on another future.
+        // Removes this test's streams.
         let url = self.url.clone();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let Ok(channel) = NatsChannel::open(&url, ChannelOptions::default()).await else {
-                    return;
-                };
-                for broker in channel.logs().await.unwrap_or_default() {
-                    let _ = channel.delete_log(&broker).await;
-                }
-                let _ = channel.close().await;
-            });
+        clean_up(move || async move {
+            let Ok(channel) = NatsChannel::open(&url, ChannelOptions::default()).await else {
+                return;
+            };
+            for broker in channel.logs().await.unwrap_or_default() {
+                let _ = channel.delete_log(&broker).await;
+            }
+            let _ = channel.close().await;
         });
-        let _ = cleanup.join();
     }
 }
