@@ -23,21 +23,12 @@ use syn::{Attribute, Item, UseTree, Visibility};
 
 /// The crates whose modules must form no circle, by folder.
 ///
-/// Not yet listed, as their circles are still to break: `channels` (the `kafka`, `nats`,
-/// `postgres` and `sqlite` modules and their children use each other) and
-/// `trigger-controller` (`reconcile` and `status`).
-const CHECKED: [&str; 6] = [
-    "broker",
-    "config",
-    "e2e",
-    "sources",
-    "trigger-controller",
-    "channels",
-];
+/// Not yet listed, as its circles are still to break: `channels` (the crate root and the
+/// `kafka`, `nats`, `postgres` and `sqlite` modules use their children, whose code uses
+/// what the parent defines).
+const CHECKED: [&str; 5] = ["broker", "config", "e2e", "sources", "trigger-controller"];
 
-/// Subtrees of checked crates whose circles are still to break: the CESQL engine's `ast`,
-/// `eval` and `functions` use each other (the filter engine moves from weft-broker into
-/// weft-config, where they are to be broken).
+/// Subtrees of checked crates whose circles are still to break.
 const NOT_YET: [(&str, &str); 0] = [];
 
 /// A path, as its segments (`crate::a::B` is `["a", "B"]` once absolute).
