@@ -22,7 +22,6 @@ use syn::visit::Visit;
 use syn::{Attribute, Item, UseTree, Visibility};
 
 /// The crates whose modules must form no circle, by folder.
-///
 const CHECKED: [&str; 6] = [
     "broker",
     "channels",

@@ -63,6 +63,8 @@
 //!   come from the shared `weft_config::event::headers`.
 //! - `parked`: the records of parked events.
 //! - `subscription`: a trigger's consumer, its offsets and rebalances.
+//!
+//! [`ChannelError::Unavailable`]: crate::ChannelError::Unavailable
 
 mod binding;
 mod channel;

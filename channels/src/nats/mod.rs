@@ -71,6 +71,10 @@
 //! - `config`: the URL. `names`: streams, subjects, consumers. `binding`: events as
 //!   messages (headers from the shared `weft_config::event::headers`). `api`: JetStream management requests. `subscription`: pulling.
 //!   `acks`: acknowledging, progress reports.
+//!
+//! [`Channel::backlog`]: crate::Channel::backlog
+//! [`ChannelError::Append`]: crate::ChannelError::Append
+//! [`ChannelError::Unavailable`]: crate::ChannelError::Unavailable
 
 mod acks;
 mod api;

@@ -85,6 +85,10 @@
 //!   retention.
 //! - `listener`: `LISTEN weft_events`, turning notifications into wake-ups.
 //! - `migrations/postgres/` (crate root) holds the schema, `sql/` the statements.
+//!
+//! [`ChannelError`]: crate::ChannelError
+//! [`ChannelError::Append`]: crate::ChannelError::Append
+//! [`ChannelError::Unavailable`]: crate::ChannelError::Unavailable
 
 mod channel;
 mod consts;
