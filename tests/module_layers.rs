@@ -22,11 +22,14 @@ use syn::visit::Visit;
 use syn::{Attribute, Item, UseTree, Visibility};
 
 /// The crates whose modules must form no circle, by folder.
-///
-/// Not yet listed, as its circles are still to break: `channels` (the crate root and the
-/// `kafka`, `nats`, `postgres` and `sqlite` modules use their children, whose code uses
-/// what the parent defines).
-const CHECKED: [&str; 5] = ["broker", "config", "e2e", "sources", "trigger-controller"];
+const CHECKED: [&str; 6] = [
+    "broker",
+    "channels",
+    "config",
+    "e2e",
+    "sources",
+    "trigger-controller",
+];
 
 /// Subtrees of checked crates whose circles are still to break.
 const NOT_YET: [(&str, &str); 0] = [];

@@ -90,7 +90,7 @@ impl ChannelError {
     /// its causes) freed of the URL's secrets, which client libraries may repeat.
     pub fn open(url: &str, source: BoxError) -> Self {
         ChannelError::Open {
-            url: crate::redact(url),
+            url: weft_config::redact::redact(url),
             source: scrubbed(source, &Secrets::of(url)),
         }
     }

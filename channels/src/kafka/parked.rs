@@ -10,7 +10,9 @@ use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use weft_config::{Event, ObjectKey};
 
-use super::{Shared, binding, retrying, unavailable, unavailable_because};
+use super::binding;
+use super::client::{retrying, unavailable, unavailable_because};
+use super::shared::Shared;
 use crate::{ChannelError, ParkedEvent};
 
 const BROKER: &str = "weft_broker";

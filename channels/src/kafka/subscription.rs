@@ -39,7 +39,9 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{Notify, oneshot, watch};
 use weft_config::{Event, ObjectKey};
 
-use super::{Log, binding, log_client_error, log_librdkafka, retrying};
+use super::binding;
+use super::client::{log_client_error, log_librdkafka, retrying};
+use super::log::Log;
 use crate::ack::SharedTracker;
 use crate::{ChannelError, Delivery, Subscription};
 

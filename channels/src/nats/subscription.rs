@@ -33,7 +33,8 @@ use weft_config::ObjectKey;
 
 use super::acks::{self, Command, Held};
 use super::api::{Lookup, unavailable};
-use super::{Shared, binding};
+use super::binding;
+use super::shared::Shared;
 use crate::error::BoxError;
 use crate::{ChannelError, Delivery, Subscription};
 

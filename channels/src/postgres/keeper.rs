@@ -26,7 +26,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 use weft_config::ObjectKey;
 
-use super::NOTIFY_TAKEOVER;
+use super::consts::NOTIFY_TAKEOVER;
 use super::consumer::{Consumer, Consumers};
 use super::progress::{Message, Progress, Release};
 use super::retry;

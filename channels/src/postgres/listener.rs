@@ -14,8 +14,8 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tracing::{info, warn};
 
+use super::consts::{NOTIFY_CHANNEL, NOTIFY_NEW, NOTIFY_TAKEOVER};
 use super::shared::Shared;
-use super::{NOTIFY_CHANNEL, NOTIFY_NEW, NOTIFY_TAKEOVER};
 
 /// The first wait after a failure; doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);

@@ -4,7 +4,7 @@
 //! only the writer and its notifier, which report the database's own error, call
 //! [`retrying`] directly.
 
-use super::POOL_SIZE;
+use super::consts::POOL_SIZE;
 use crate::ChannelError;
 pub(super) use crate::sql::unavailable;
 

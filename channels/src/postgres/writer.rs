@@ -25,9 +25,9 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::mpsc;
 use tracing::debug;
 
+use super::consts::{BACKEND, NOTIFY_NEW};
 use super::retry::retrying;
 use super::shared::Shared;
-use super::{BACKEND, NOTIFY_NEW};
 use crate::ChannelError;
 use crate::sql::group_commit::{self, GroupCommit, group_commit};
 

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use weft_config::ObjectKey;
 use weft_config::event::codec;
 
-use super::{MAX_SEQ, Shared, event_key, seq_of};
+use super::shared::{MAX_SEQ, Shared, event_key, seq_of};
 use crate::ack::SharedTracker;
 use crate::sql::unavailable;
 use crate::{ChannelError, Delivery, Subscription};

@@ -21,7 +21,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, warn};
 use weft_config::ObjectKey;
 
-use super::{BACKEND, BrokerState, MAX_SEQ, Shared, event_key, seq_of};
+use super::shared::{BACKEND, BrokerState, MAX_SEQ, Shared, event_key, seq_of};
 use crate::sql::group_commit::{self, GroupCommit, group_commit};
 use crate::sql::unavailable;
 use crate::{ChannelError, telemetry};
