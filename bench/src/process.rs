@@ -398,6 +398,9 @@ mod tests {
     fn sh(script: &str) -> Child {
         Command::new("sh")
             .args(["-c", script])
+            // Stdin stays open and empty: `read` waits on it, silent, until the child is
+            // dropped (and killed).
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -407,7 +410,7 @@ mod tests {
     #[tokio::test]
     async fn the_announcement_gives_the_address_and_what_came_before() {
         let mut child = sh(&format!(
-            "echo '{ADMIN}127.0.0.1:7001'; echo '{LISTENING}127.0.0.1:7000'; echo more; sleep 5"
+            "echo '{ADMIN}127.0.0.1:7001'; echo '{LISTENING}127.0.0.1:7000'; echo more; read _"
         ));
         let announced = await_announcement(&mut child, LISTENING, Duration::from_secs(5))
             .await
@@ -427,7 +430,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.starts_with("exited ("), "{error}");
-        let mut silent = sh("sleep 5");
+        let mut silent = sh("read _");
         let error = await_announcement(&mut silent, LISTENING, Duration::from_millis(100))
             .await
             .unwrap_err();
