@@ -24,7 +24,7 @@ use weft_config::{ObjectKey, crd};
 use crate::readiness::{self, Readiness, Reason};
 
 /// An object's `Ready` condition, as `weft get` sums it up: ready or not, and why.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Condition {
     /// Whether the object is ready.
     pub ready: bool,
@@ -66,8 +66,55 @@ pub struct StatusBoard {
 #[derive(Debug, Default)]
 struct Board {
     base_url: String,
-    brokers: BTreeMap<ObjectKey, (Condition, Vec<crd::Condition>)>,
-    triggers: BTreeMap<ObjectKey, TriggerCondition>,
+    brokers: BTreeMap<ObjectKey, Recorded>,
+    triggers: BTreeMap<ObjectKey, RecordedTrigger>,
+}
+
+/// An object's last readiness, and its conditions with their transition times.
+#[derive(Debug)]
+struct Recorded {
+    readiness: Readiness,
+    conditions: Vec<crd::Condition>,
+}
+
+impl Recorded {
+    fn new(readiness: &Readiness) -> Self {
+        let mut conditions = Vec::new();
+        readiness.write_into(&mut conditions, Utc::now());
+        Recorded {
+            readiness: readiness.clone(),
+            conditions,
+        }
+    }
+
+    fn update(&mut self, readiness: &Readiness) {
+        readiness.write_into(&mut self.conditions, Utc::now());
+        self.readiness = readiness.clone();
+    }
+
+    /// `Ready`, summed up.
+    fn summary(&self) -> Condition {
+        self.readiness.ready().into()
+    }
+}
+
+/// A trigger's recorded readiness, with the broker it names and its subscriber.
+#[derive(Debug)]
+struct RecordedTrigger {
+    broker: String,
+    subscriber: Option<String>,
+    recorded: Recorded,
+}
+
+impl RecordedTrigger {
+    fn view(&self) -> TriggerCondition {
+        TriggerCondition {
+            broker: self.broker.clone(),
+            subscriber: self.subscriber.clone(),
+            condition: self.recorded.summary(),
+            conditions: self.recorded.conditions.clone(),
+        }
+    }
 }
 
 impl StatusBoard {
@@ -78,9 +125,12 @@ impl StatusBoard {
     /// Records a broker's readiness.
     pub fn set_broker(&self, key: &ObjectKey, readiness: &Readiness) {
         let mut board = self.write();
-        let (summary, conditions) = board.brokers.entry(key.clone()).or_default();
-        *summary = readiness.ready().into();
-        readiness.write_into(conditions, Utc::now());
+        match board.brokers.get_mut(key) {
+            Some(recorded) => recorded.update(readiness),
+            None => {
+                board.brokers.insert(key.clone(), Recorded::new(readiness));
+            }
+        }
     }
     /// Forgets a deleted broker.
     pub fn remove_broker(&self, key: &ObjectKey) {
@@ -95,19 +145,21 @@ impl StatusBoard {
         readiness: &Readiness,
     ) {
         let mut board = self.write();
-        let entry = board
-            .triggers
-            .entry(key.clone())
-            .or_insert_with(|| TriggerCondition {
-                broker: String::new(),
-                subscriber: None,
-                condition: readiness.ready().into(),
-                conditions: Vec::new(),
-            });
-        entry.broker = broker;
-        entry.subscriber = subscriber;
-        entry.condition = readiness.ready().into();
-        readiness.write_into(&mut entry.conditions, Utc::now());
+        match board.triggers.get_mut(key) {
+            Some(entry) => {
+                entry.broker = broker;
+                entry.subscriber = subscriber;
+                entry.recorded.update(readiness);
+            }
+            None => {
+                let entry = RecordedTrigger {
+                    broker,
+                    subscriber,
+                    recorded: Recorded::new(readiness),
+                };
+                board.triggers.insert(key.clone(), entry);
+            }
+        }
     }
     /// Keeps only the brokers and triggers the predicates accept.
     pub fn retain(
@@ -125,11 +177,11 @@ impl StatusBoard {
     }
     /// A trigger's recorded condition.
     pub fn trigger(&self, key: &ObjectKey) -> Option<TriggerCondition> {
-        self.read().triggers.get(key).cloned()
+        self.read().triggers.get(key).map(RecordedTrigger::view)
     }
     /// A broker's recorded condition.
     pub fn broker(&self, key: &ObjectKey) -> Option<Condition> {
-        self.read().brokers.get(key).map(|(c, _)| c.clone())
+        self.read().brokers.get(key).map(Recorded::summary)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Board> {
@@ -315,13 +367,16 @@ async fn brokers(State((board, _)): State<AdminState>) -> Json<Vec<BrokerStatus>
     Json(
         b.brokers
             .iter()
-            .map(|(key, (c, conditions))| BrokerStatus {
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                ready: c.ready,
-                reason: reason_text(c),
-                address: format!("{}/{}/{}", b.base_url, key.namespace, key.name),
-                conditions: redacted(conditions),
+            .map(|(key, recorded)| {
+                let summary = recorded.summary();
+                BrokerStatus {
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    ready: summary.ready,
+                    reason: reason_text(&summary),
+                    address: format!("{}/{}/{}", b.base_url, key.namespace, key.name),
+                    conditions: redacted(&recorded.conditions),
+                }
             })
             .collect(),
     )
@@ -332,7 +387,7 @@ async fn triggers(State((board, dataplane)): State<AdminState>) -> Json<Vec<Trig
         .read()
         .triggers
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.clone(), v.view()))
         .collect();
     let mut out = Vec::with_capacity(snapshot.len());
     for (key, t) in snapshot {

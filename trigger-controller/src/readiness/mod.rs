@@ -186,14 +186,10 @@ impl Condition {
 
     /// The condition as the `status` of an object spells it, without a transition time.
     pub fn to_crd(&self) -> crd::Condition {
-        let condition = crd::Condition::new(self.type_.as_str(), self.status);
-        match (&self.reason, &self.message) {
-            (Some(reason), Some(message)) => condition.because(reason.as_str(), message.clone()),
-            (Some(reason), None) => crd::Condition {
-                reason: Some(reason.as_str().to_owned()),
-                ..condition
-            },
-            _ => condition,
+        crd::Condition {
+            reason: self.reason.map(|r| r.as_str().to_owned()),
+            message: self.message.clone(),
+            ..crd::Condition::new(self.type_.as_str(), self.status)
         }
     }
 }
